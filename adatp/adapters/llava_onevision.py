@@ -1,0 +1,149 @@
+"""LLaVA-OneVision family (HF ``LlavaOnevisionForConditionalGeneration``; LLaVA-Video loads into it).
+
+Video tokens (transformers 5.23, ``LlavaOnevisionModel.get_video_features``): the SigLIP tower's
+patches (P = (image_size/patch_size)^2, "full" strategy) go through the projector, are pooled 2x2
+bilinearly to ceil(p/2) x ceil(p/2) per frame, and ONE ``image_newline`` follows the whole video:
+``T * ceil(p/2)^2 + 1`` video tokens (D9). The per-frame global feature g_t is the mean of the
+projector's input patches (D6). The text decoder is Qwen2: each layer builds its queries and keys
+as ``input_layernorm -> q_proj/k_proj -> RoPE``, which :meth:`query_key_states` repeats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, register_adapter
+from adatp.errors import InputError, UnsupportedModelError
+from adatp.ops.flops import DecoderDims, VisionDims
+
+#: attention implementations whose decode step works with per-layer cache lengths (DECISIONS B).
+#: Flash-attention reads non-contiguous position_ids as packed sequences, so it is left out.
+SUPPORTED_ATTENTION = ("sdpa",)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Qwen2/Llama RoPE on (1, H, n, d_h) with cos/sin (1, n, d_h) (same as transformers')."""
+    return x * cos.unsqueeze(1) + _rotate_half(x) * sin.unsqueeze(1)
+
+
+@register_adapter
+class LlavaOnevisionAdapter(ModelAdapter):
+    model_classes = ("LlavaOnevisionForConditionalGeneration",)
+    tested_transformers = "5.23.0"
+    default_segment_threshold = 0.90  # SigLIP tower, as FastVID uses (D6)
+
+    #: newline layout; "row" describes LLaVA-NeXT's own 13x14 layout (D9) for FLOPs and tests.
+    newline = "video_end"
+
+    def check_model(self) -> None:
+        cfg = self.model.config
+        impl = getattr(self.text_config(), "_attn_implementation", None) or getattr(cfg, "_attn_implementation", None)
+        if impl not in SUPPORTED_ATTENTION:
+            raise UnsupportedModelError(
+                f"attention implementation {impl!r} is not supported for pruning: decoding with per-layer "
+                f"cache lengths needs one of {SUPPORTED_ATTENTION}; load the model with attn_implementation='sdpa'"
+            )
+        text = self.text_config()
+        layer_types = getattr(text, "layer_types", None) or []
+        if getattr(text, "use_sliding_window", False) or "sliding_attention" in layer_types:
+            raise UnsupportedModelError(
+                "sliding-window attention layers are not supported: their cache drops tokens by position"
+            )
+        for layer in self.decoder_layers():
+            attn = getattr(layer, "self_attn", None)
+            if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim")):
+                raise UnsupportedModelError(
+                    f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim; "
+                    "this adapter supports Qwen2/Llama-style text decoders"
+                )
+
+    # --- structure -------------------------------------------------------------------------
+    def text_config(self):
+        return self.model.config.text_config
+
+    def language_model(self) -> nn.Module:
+        return self.model.model.language_model
+
+    def decoder_layers(self) -> list[nn.Module]:
+        lm = self.language_model()
+        return list(lm.layers[: lm.config.num_hidden_layers])
+
+    def frame_feature_module(self) -> nn.Module:
+        return self.model.model.multi_modal_projector
+
+    def decoder_dims(self) -> DecoderDims:
+        t = self.text_config()
+        head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
+        return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
+
+    def vision_dims(self) -> VisionDims:
+        v = self.model.config.vision_config
+        p = v.image_size // v.patch_size
+        return VisionDims(v.hidden_size, v.intermediate_size, v.num_hidden_layers, p * p)
+
+    def pooled_grid(self) -> int:
+        """ceil(p / 2): the side of the pooled per-frame grid (``apply_pooling``)."""
+        v = self.model.config.vision_config
+        return math.ceil((v.image_size // v.patch_size) / 2)
+
+    @property
+    def video_token_id(self) -> int:
+        return int(self.model.config.video_token_id)
+
+    # --- inputs ----------------------------------------------------------------------------
+    def video_frames(self, kwargs: dict) -> int | None:
+        """Frames of the call's video: from ``pixel_values_videos`` (B, T, 3, H, W) or, when
+        ``generate()`` encoded the video beforehand, from ``mm_encoder_outputs["video"]``."""
+        pixels = kwargs.get("pixel_values_videos")
+        if pixels is not None:
+            if pixels.ndim != 5:
+                raise InputError(f"pixel_values_videos must be (batch, frames, 3, H, W), got {tuple(pixels.shape)}")
+            if pixels.shape[0] != 1:
+                raise InputError(f"adatp prunes one video per prompt; got {pixels.shape[0]} videos")
+            return int(pixels.shape[1])
+        encoded = (kwargs.get("mm_encoder_outputs") or {}).get("video")
+        if encoded is None:
+            return None
+        feats = encoded.pooler_output  # (B, T*c + 1, D): grid tokens then one newline
+        if feats.shape[0] != 1:
+            raise InputError(f"adatp prunes one video per prompt; got {feats.shape[0]} videos")
+        per_frame = self.pooled_grid() ** 2
+        return (feats.shape[1] - 1) // per_frame
+
+    def find_video(self, input_ids: torch.Tensor, num_frames: int) -> VideoSpan:
+        if input_ids is None:
+            raise InputError("pruning needs input_ids to locate the video tokens; inputs_embeds alone are not supported")
+        g = self.pooled_grid()
+        layout = VideoLayout(num_frames, g, g, self.newline)
+        # Host sync: the video's place in the prompt decides every index below; once per prefill.
+        positions = torch.nonzero(input_ids[0] == self.video_token_id).flatten().tolist()
+        if len(positions) != layout.block_length:
+            raise InputError(
+                f"the prompt has {len(positions)} video tokens but {layout.num_frames} frames need "
+                f"{layout.block_length} ({layout.num_frames} x {g}x{g} + newline); build inputs with adatp.prepare_inputs"
+            )
+        start = positions[0]
+        if positions[-1] - start + 1 != len(positions):
+            raise InputError("the video tokens are not contiguous: only one video per prompt is supported")
+        return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
+
+    # --- attention importance ---------------------------------------------------------------
+    def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):
+        attn = layer.self_attn
+        normed = layer.input_layernorm(hidden)  # (1, n, D)
+        head_dim = attn.head_dim
+        q = attn.q_proj(normed[:, query_rows]).view(1, query_rows.shape[0], -1, head_dim).transpose(1, 2)
+        k = attn.k_proj(normed).view(1, normed.shape[1], -1, head_dim).transpose(1, 2)
+        if apply_rope:
+            cos, sin = position_embeddings
+            q = rope_rotate(q, cos[:, query_rows], sin[:, query_rows])
+            k = rope_rotate(k, cos, sin)
+        return q[0], k[0], float(attn.scaling)

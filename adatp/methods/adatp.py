@@ -1,0 +1,130 @@
+"""AdaTP: Attention-Debiased Token Pruning (Sun et al., EMNLP 2025 Findings, arXiv 2505.20100).
+
+As ``shared/method/ADATP.md`` and DECISIONS.md fix it: segment the video by per-frame feature
+similarity (Stage 0), give each segment a budget weighted by text relevance (Stage 1, global
+debiasing), rank spatial duplicates last inside each segment (Stage 2, local debiasing), and prune
+progressively inside the LLM by query-row attention, never across segments (Stage 3).
+Default schedule [(0, .75), (2, .35), (L/2, .20)]: 27.3% of vanilla FLOPs on LLaVA-OV-7B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adatp.errors import ConfigError
+from adatp.methods.base import PrefillContext, PruningMethod, StagePlan, TargetConfig, register_method
+from adatp.ops.budgets import allocate_segment_budgets, normalize_relevance, segment_relevance, segment_weights
+from adatp.ops.dedup import duplicate_mask, spatial_redundancy
+from adatp.ops.segmentation import segment_frames
+from adatp.ops.selection import duplicate_last_scores, select_in_segments
+
+
+@dataclass
+class AdaTPConfig(TargetConfig):
+    """AdaTP settings (ADATP.md defaults). Each module can be switched off on its own (ablations).
+
+    Attributes:
+        segment_threshold: tau_s; None takes the adapter's default (0.90 for SigLIP towers).
+        min_segments: m, FastVID's rule (cut at the m-1 lowest similarities if needed).
+        segmentation: False puts every frame in one segment (ablation "no segmentation").
+        alpha: relevance weight in w_j = n_j (1 + alpha R_hat_j); 0 turns global debiasing off.
+        dedup_threshold: tau_d; > 1 turns local debiasing off.
+        min_per_segment: at least this many tokens per segment while the budget allows.
+        scoring: "attention" (query-row attention, the method) or "random" (ablation), seeded by ``seed``.
+        seed: seed of the random ablation.
+    """
+
+    segment_threshold: float | None = field(default=None, metadata={"help": "tau_s (None: adapter default)"})
+    min_segments: int = field(default=1, metadata={"help": "m, minimum number of segments"})
+    segmentation: bool = field(default=True, metadata={"help": "False: one segment (ablation)"})
+    alpha: float = field(default=1.0, metadata={"help": "relevance weight; 0 = no global debiasing"})
+    dedup_threshold: float = field(default=0.90, metadata={"help": "tau_d; > 1 = no local debiasing"})
+    min_per_segment: int = field(default=1, metadata={"help": "floor per segment while B allows"})
+    scoring: str = field(default="attention", metadata={"help": "attention | random"})
+    seed: int = field(default=0, metadata={"help": "seed of scoring='random'"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha < 0:
+            raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
+        if self.min_segments < 1 or self.min_per_segment < 0:
+            raise ConfigError("min_segments must be >= 1 and min_per_segment >= 0")
+        if self.scoring not in ("attention", "random"):
+            raise ConfigError(f"scoring must be 'attention' or 'random', got {self.scoring!r}")
+
+
+@register_method
+class AdaTP(PruningMethod):
+    name = "adatp"
+    config_class = AdaTPConfig
+    config: AdaTPConfig
+
+    def plan(self, ctx: PrefillContext) -> list[StagePlan]:
+        cfg = self.config
+        layout = ctx.span.layout
+        per_frame = layout.tokens_per_frame
+        # Stage 0: segments of similar consecutive frames.
+        if cfg.segmentation and ctx.frame_features is not None:
+            tau = cfg.segment_threshold if cfg.segment_threshold is not None else ctx.segment_threshold
+            frame_segments = segment_frames(ctx.frame_features, tau, cfg.min_segments)
+        else:
+            frame_segments = torch.zeros(layout.num_frames, dtype=torch.long, device=ctx.tokens.device)
+        frame_segments = frame_segments.to(ctx.tokens.device)
+        self.frame_segments = frame_segments
+        self.token_segments = frame_segments.repeat_interleave(per_frame)  # (N,)
+        frames_per_segment = torch.bincount(frame_segments).tolist()
+        self.segment_tokens = [f * per_frame for f in frames_per_segment]  # n_j, fixed (D4)
+        # Stage 1: relevance -> weights.
+        if ctx.frame_relevance is not None:
+            self.relevance = segment_relevance(ctx.frame_relevance.to(frame_segments.device), frame_segments)
+        else:
+            self.relevance = torch.zeros(len(frame_segments.unique()), device=frame_segments.device)
+        self.relevance_norm = normalize_relevance(self.relevance)
+        self.weights = segment_weights(self.segment_tokens, self.relevance_norm, cfg.alpha)
+        # Stage 2: redundancy once, on the projected tokens at their grid positions (D5).
+        self.redundancy = spatial_redundancy(ctx.tokens, frame_segments).reshape(-1)  # (N,)
+        self.duplicates = duplicate_mask(self.redundancy, cfg.dedup_threshold)
+        self.alive_per_segment = list(self.segment_tokens)
+        self.relevance_source = ctx.relevance_source
+        self.budgets: list[list[int]] = []
+        self._generator = torch.Generator().manual_seed(cfg.seed)
+        return self.stages_for(ctx, "query_rows" if cfg.scoring == "attention" else None)
+
+    def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+        cfg = self.config
+        budgets = allocate_segment_budgets(stage.budget, self.weights, self.alive_per_segment, cfg.min_per_segment)
+        if cfg.scoring == "random":
+            key = torch.rand(alive.shape[0], generator=self._generator).to(alive.device)
+        elif stage.layer == 0:
+            # Before the LLM: drop the most redundant first (duplicates are the most redundant).
+            key = -self.redundancy[alive]
+        else:
+            if scores is None:
+                raise ConfigError("AdaTP needs attention scores at in-LLM stages")
+            key = duplicate_last_scores(scores, self.duplicates[alive])
+        kept = alive[select_in_segments(key, self.token_segments[alive], budgets, self.alive_per_segment)]
+        self.alive_per_segment = budgets
+        self.budgets.append(budgets)
+        return kept
+
+    def kept_per_group(self, kept: torch.Tensor) -> list[int]:
+        return torch.bincount(self.token_segments[kept], minlength=len(self.segment_tokens)).tolist()
+
+    def describe(self) -> dict[str, Any]:
+        segs = self.frame_segments.tolist()
+        ranges = []
+        for j in range(len(self.segment_tokens)):
+            frames = [t for t, s in enumerate(segs) if s == j]
+            ranges.append((frames[0], frames[-1]))
+        return {
+            "segments": ranges,
+            "segment_tokens": list(self.segment_tokens),
+            "segment_relevance": [round(float(r), 6) for r in self.relevance],
+            "segment_weights": [round(w, 6) for w in self.weights],
+            "relevance_source": self.relevance_source,
+            "duplicates": int(self.duplicates.sum()),
+            "segment_budgets": self.budgets,
+        }

@@ -1,0 +1,183 @@
+"""The one small interface every pruning method implements, and the method registry.
+
+A method sees the video once before the LLM (:meth:`PruningMethod.plan`), says at which layers it
+prunes and how many visual tokens each stage keeps, and then, stage by stage, chooses which alive
+tokens survive (:meth:`PruningMethod.select`). The runtime owns everything else: hooks, gathers,
+positions, the KV cache, the report. Methods register themselves with :func:`register_method`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from adatp.adapters.base import VideoSpan
+from adatp.errors import ConfigError
+from adatp.ops.budgets import tokens_for_retention
+from adatp.ops.flops import DecoderDims
+from adatp.ops.schedule import Schedule, scale_to_flops_ratio, scale_to_retention, validate_schedule
+
+
+@dataclass
+class PrefillContext:
+    """What a method may read before the LLM, for one video prompt.
+
+    Attributes:
+        span: where the video block sits and its (T, h, w) layout.
+        tokens: (T, c, D) projected visual tokens at their grid positions (X in the spec).
+        frame_features: (T, d_v) per-frame global features g_t, or None if not captured.
+        frame_relevance: (T,) r_t = cos(text, frame), or None when relevance is uniform.
+        relevance_source: the scorer's name ("uniform", "siglip:...", ...).
+        query_text: the user's question as decoded from the prompt, if known.
+        dims: the decoder's sizes (for FLOPs-targeted schedules).
+        segment_threshold: the adapter's default tau_s for this tower.
+    """
+
+    span: VideoSpan
+    tokens: torch.Tensor
+    frame_features: torch.Tensor | None
+    frame_relevance: torch.Tensor | None
+    relevance_source: str
+    query_text: str | None
+    dims: DecoderDims
+    segment_threshold: float = 0.90
+
+    @property
+    def num_visual(self) -> int:
+        return self.span.layout.num_visual
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One resolved pruning stage: before decoder layer ``layer`` keep ``budget`` visual tokens.
+
+    ``scoring`` names the signal the runtime must compute for :meth:`PruningMethod.select`:
+    ``"query_rows"`` (AdaTP, D3), ``"last_row"`` (FastV) or ``None`` (no attention needed).
+    """
+
+    layer: int
+    retention: float
+    budget: int
+    scoring: str | None = "query_rows"
+
+
+@dataclass
+class TargetConfig:
+    """The cost target shared by every method: at most one of retention / flops_ratio.
+
+    Attributes:
+        schedule: (layer, retention) stages; None means the method's default shape.
+        retention: final fraction of visual tokens kept; scales the schedule (D8).
+        flops_ratio: visual-only FLOPs ratio against vanilla; scales the schedule (D8).
+    """
+
+    schedule: list[tuple[int, float]] | None = field(default=None, metadata={"help": "(layer, retention) stages"})
+    retention: float | None = field(default=None, metadata={"help": "final fraction of visual tokens"})
+    flops_ratio: float | None = field(default=None, metadata={"help": "visual-only FLOPs ratio vs vanilla"})
+
+    def __post_init__(self) -> None:
+        if self.retention is not None and self.flops_ratio is not None:
+            raise ConfigError("give retention or flops_ratio, not both")
+        if self.schedule is not None:
+            self.schedule = validate_schedule([tuple(s) for s in self.schedule])
+
+    def resolve(self, shape: Schedule, num_visual: int, dims: DecoderDims) -> Schedule:
+        """The schedule for one input: ``shape`` scaled to the target, validated against depth."""
+        base = self.schedule if self.schedule is not None else shape
+        if self.retention is not None:
+            base = scale_to_retention(base, self.retention)
+        elif self.flops_ratio is not None:
+            base = scale_to_flops_ratio(base, self.flops_ratio, num_visual, dims)
+        return validate_schedule(base, dims.num_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class PruningMethod(ABC):
+    """Base class of a pruning method. Override :meth:`plan` and :meth:`select`.
+
+    Subclasses set ``name`` and ``config_class`` (a dataclass deriving from TargetConfig) and are
+    registered with :func:`register_method`. ``positions`` is "original" (default: kept tokens keep
+    their position ids) or "compact" (renumbered; only for schedules that prune before the LLM).
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[TargetConfig]] = TargetConfig
+    positions: str = "original"
+
+    def __init__(self, config: TargetConfig) -> None:
+        self.config = config
+
+    def default_shape(self, num_layers: int) -> Schedule:
+        """The schedule shape used when the user gives none."""
+        from adatp.ops.schedule import default_schedule
+
+        return default_schedule(num_layers)
+
+    def stages_for(self, ctx: PrefillContext, scoring: str | None = "query_rows") -> list[StagePlan]:
+        """Resolve the target to StagePlans: B_k = floor(r_k N + 0.5) (D4)."""
+        schedule = self.config.resolve(self.default_shape(ctx.dims.num_layers), ctx.num_visual, ctx.dims)
+        return [
+            StagePlan(k, r, tokens_for_retention(r, ctx.num_visual), None if k == 0 else scoring) for k, r in schedule
+        ]
+
+    @abstractmethod
+    def plan(self, ctx: PrefillContext) -> list[StagePlan]:
+        """Prepare for one prompt (segments, budgets, ...) and return its stages in layer order."""
+
+    @abstractmethod
+    def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+        """Choose the visual tokens that survive ``stage``.
+
+        Args:
+            alive: (n,) int64 visual token indices (0..N-1, (t, y, x) order) alive now, ascending.
+            scores: (n,) the signal named by ``stage.scoring`` for each alive token, or None.
+        Returns:
+            (stage.budget,) int64 visual indices, ascending, a subset of ``alive``.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Method-specific facts for the report of the last prompt (segments, relevance, ...)."""
+        return {}
+
+    def kept_per_group(self, kept: torch.Tensor) -> list[int] | None:
+        """Kept tokens per segment (or other group) for the report; None if the method has none."""
+        return None
+
+
+_METHODS: dict[str, type[PruningMethod]] = {}
+
+
+def register_method(cls: type[PruningMethod]) -> type[PruningMethod]:
+    """Class decorator: register a method under ``cls.name``. Rejects duplicate names."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in _METHODS and _METHODS[cls.name] is not cls:
+        raise ValueError(f"a method named {cls.name!r} is already registered ({_METHODS[cls.name].__name__})")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def available_methods() -> list[str]:
+    import adatp.methods  # noqa: F401  (registers the built-in methods)
+
+    return sorted(_METHODS)
+
+
+def build_method(name: str, **options: Any) -> PruningMethod:
+    """Instantiate a registered method from keyword options; unknown names and keys raise ConfigError."""
+    import adatp.methods  # noqa: F401
+
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+    cls = _METHODS[name]
+    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for method {name!r}; valid: {sorted(known)}")
+    return cls(cls.config_class(**options))

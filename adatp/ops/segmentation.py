@@ -1,0 +1,64 @@
+"""Stage 0 of AdaTP (ADATP.md): split the video into segments of similar consecutive frames."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from adatp.errors import ConfigError, InputError
+
+
+def adjacent_frame_similarity(frame_features: torch.Tensor) -> torch.Tensor:
+    """s_t = cos(g_t, g_{t+1}) for t = 0..T-2.
+
+    Args:
+        frame_features: (T, d) one global feature per frame (g in the spec).
+    Returns:
+        (T-1,) float32 cosine similarities.
+    """
+    if frame_features.ndim != 2:
+        raise InputError(f"frame features must be (T, d), got shape {tuple(frame_features.shape)}")
+    g = F.normalize(frame_features.float(), dim=-1)
+    return (g[:-1] * g[1:]).sum(-1)
+
+
+def segment_frames(
+    frame_features: torch.Tensor, threshold: float = 0.90, min_segments: int = 1
+) -> torch.Tensor:
+    """Partition frames 0..T-1 into consecutive segments (spec, Stage 0).
+
+    A new segment starts after frame t when s_t < threshold. If that gives fewer than
+    ``min_segments`` segments, the cuts at the ``min_segments - 1`` lowest s_t are added too
+    (FastVID's rule); ties break towards the earlier frame.
+
+    Args:
+        frame_features: (T, d) per-frame global features.
+        threshold: tau_s; a value > 1 cuts everywhere, a value <= -1 never cuts.
+        min_segments: m >= 1, capped at T.
+    Returns:
+        (T,) int64 segment id per frame, non-decreasing, starting at 0.
+    """
+    if min_segments < 1:
+        raise ConfigError(f"min_segments must be >= 1, got {min_segments}")
+    num_frames = frame_features.shape[0]
+    if num_frames == 0:
+        raise InputError("cannot segment a video with zero frames")
+    if num_frames == 1:
+        return torch.zeros(1, dtype=torch.long, device=frame_features.device)
+    sim = adjacent_frame_similarity(frame_features)  # (T-1,)
+    cut = sim < threshold  # cut[t]: a segment starts at frame t+1
+    wanted_cuts = min(min_segments, num_frames) - 1
+    if wanted_cuts > 0:
+        # Host sync: the number of cuts decides the partition; segmentation runs once per video.
+        order = torch.sort(sim, stable=True).indices[:wanted_cuts]
+        extra = torch.zeros_like(cut)
+        extra[order] = True
+        if int(cut.sum()) < wanted_cuts:
+            cut = cut | extra
+    starts = torch.cat([torch.zeros(1, dtype=torch.long, device=cut.device), cut.long()])
+    return starts.cumsum(0)
+
+
+def segment_sizes(segment_ids: torch.Tensor) -> list[int]:
+    """Frames per segment, in segment order. (T,) non-decreasing ids -> list of S ints."""
+    return torch.bincount(segment_ids).tolist()

@@ -1,0 +1,105 @@
+"""Text-frame relevance scorers for AdaTP's global debiasing (ADATP.md Stage 1, DECISIONS D7).
+
+A scorer embeds the text query and each frame into one space: ``embed_text(str) -> (d,)`` and
+``embed_frames(patch_features (T, P, d_v)) -> (T, d)``; r_t = cos(text, frame t). Frames are the
+VLM's own tower features (no second vision pass). ``uniform`` means no scorer: relevance is flat,
+alpha has no effect, and the report says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from adatp.errors import ConfigError, InputError
+
+
+@runtime_checkable
+class RelevanceScorer(Protocol):
+    name: str
+
+    def embed_text(self, text: str) -> torch.Tensor: ...
+
+    def embed_frames(self, patch_features: torch.Tensor) -> torch.Tensor: ...
+
+
+class SiglipRelevance:
+    """The text tower and pooling head of a local SigLIP checkpoint (``siglip:DIR``).
+
+    The head (post-LayerNorm + attention pooling) is applied to the VLM tower's patch features,
+    which HF LLaVA-OneVision checkpoints produce without a head (``vision_use_head`` false, D6).
+    The text goes through SigLIP's tokenizer with max_length padding, as SigLIP was trained.
+    """
+
+    def __init__(self, path: str | Path, device: torch.device | str | None = None) -> None:
+        from transformers import AutoTokenizer, SiglipModel
+
+        path = Path(path)
+        if not path.is_dir():
+            raise ConfigError(f"SigLIP directory not found: {path}")
+        try:
+            self.model = SiglipModel.from_pretrained(path).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"could not load a SigLIP model and tokenizer from {path}: {exc}") from None
+        if not hasattr(self.model.vision_model, "head"):
+            raise ConfigError(f"the SigLIP checkpoint in {path} has no vision pooling head (vision_use_head is false)")
+        if device is not None:
+            self.model.to(device)
+        self.name = f"siglip:{path}"
+        self.feature_dim = self.model.config.vision_config.hidden_size
+
+    @torch.no_grad()
+    def embed_text(self, text: str) -> torch.Tensor:
+        enc = self.tokenizer([text], padding="max_length", truncation=True, return_tensors="pt")
+        enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        return self.model.get_text_features(**enc).pooler_output[0].float()
+
+    @torch.no_grad()
+    def embed_frames(self, patch_features: torch.Tensor) -> torch.Tensor:
+        if patch_features.shape[-1] != self.feature_dim:
+            raise ConfigError(
+                f"SigLIP head expects {self.feature_dim}-d patch features, the VLM tower gives {patch_features.shape[-1]}"
+            )
+        vm = self.model.vision_model
+        x = patch_features.to(vm.post_layernorm.weight.dtype).to(vm.post_layernorm.weight.device)
+        return vm.head(vm.post_layernorm(x)).float()
+
+
+def build_scorer(spec: str | RelevanceScorer | None) -> RelevanceScorer | None:
+    """``None``/"uniform" -> None; "siglip:DIR" -> SiglipRelevance; a scorer object -> itself."""
+    if spec is None or spec == "uniform":
+        return None
+    if isinstance(spec, str):
+        if spec.startswith("siglip:"):
+            return SiglipRelevance(spec.split(":", 1)[1])
+        raise ConfigError(f"unknown relevance scorer {spec!r}; use 'uniform', 'siglip:DIR' or a scorer object")
+    if isinstance(spec, RelevanceScorer):
+        return spec
+    raise ConfigError(f"a relevance scorer needs embed_text() and embed_frames(); got {type(spec).__name__}")
+
+
+def frame_relevance(text_embedding: torch.Tensor, frame_embeddings: torch.Tensor) -> torch.Tensor:
+    """r_t = cos(text, frame t). (d,) x (T, d) -> (T,) float32."""
+    return F.normalize(frame_embeddings.float(), dim=-1) @ F.normalize(text_embedding.float().to(frame_embeddings.device), dim=0)
+
+
+def extract_query_text(input_ids: torch.Tensor, start: int, tokenizer) -> str:
+    """The user's question: the tokens after the video up to the first special token, decoded.
+
+    Chat templates close the user turn with a special token (``<|im_end|>`` for Qwen2), so this
+    drops the template's tail without knowing the template. (L,) ids -> str.
+    """
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    ids: list[int] = []
+    for tok in input_ids[start:].tolist():
+        if tok in special:
+            break
+        ids.append(tok)
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    if not text:
+        raise InputError("no question text follows the video in the prompt")
+    return text
