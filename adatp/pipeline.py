@@ -1,0 +1,167 @@
+"""Load a model directory, answer a question about a video, pruned and (optionally) vanilla.
+
+Shared by ``adatp generate`` and ``adatp demo`` so both print the same figures.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adatp.api import prune
+from adatp.errors import ConfigError, UnsupportedModelError
+from adatp.runtime.report import PruneReport
+
+SUPPORTED_MODEL_TYPES = {"llava_onevision": "LlavaOnevisionForConditionalGeneration"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
+    """``from_pretrained(model_dir)`` of a supported family, SDPA attention, eval mode.
+
+    Raises ConfigError for a missing directory and UnsupportedModelError for another family.
+    """
+    import transformers
+
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"no model found at {path}: expected a directory with config.json")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} in {path} is not supported; supported: {sorted(SUPPORTED_MODEL_TYPES)}"
+        )
+    cls = getattr(transformers, SUPPORTED_MODEL_TYPES[model_type])
+    model = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation="sdpa")
+    return model.to(device).eval()
+
+
+class _TokenProgress:
+    """A ``generate()`` streamer that reports each new token to a callback (progress bars)."""
+
+    def __init__(self, on_token: Callable[[], None]) -> None:
+        self.on_token = on_token
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        self.on_token()
+
+    def end(self) -> None:
+        pass
+
+
+@dataclass
+class Answer:
+    """One generation: the text, new token ids, and the prune report (None for vanilla)."""
+
+    method: str
+    text: str
+    token_ids: list[int]
+    report: PruneReport | None
+    prefill_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "answer": self.text,
+            "token_ids": self.token_ids,
+            "prefill_s": self.prefill_s,
+            "report": self.report.to_dict() if self.report else None,
+        }
+
+
+@dataclass
+class Comparison:
+    """Pruned against vanilla on the same inputs; prefill times are medians of interleaved runs."""
+
+    pruned: Answer
+    vanilla: Answer | None = None
+    prefill_ratio: float | None = None
+    prefill_runs: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pruned": self.pruned.to_dict(),
+            "vanilla": self.vanilla.to_dict() if self.vanilla else None,
+            "prefill_time_ratio": self.prefill_ratio,
+            "prefill_runs_s": self.prefill_runs,
+        }
+
+
+def _generate(model, tokenizer, inputs, max_new_tokens: int, on_token) -> tuple[str, list[int]]:
+    streamer = _TokenProgress(on_token) if on_token else None
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer)
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    return tokenizer.decode(new, skip_special_tokens=True).strip(), new
+
+
+def _time_prefill(model, inputs) -> float:
+    """Seconds of one prefill forward (last logit only, cache built), synchronised."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model(**inputs, use_cache=True, logits_to_keep=1)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def answer_question(
+    model,
+    tokenizer,
+    inputs,
+    *,
+    method: str = "adatp",
+    prune_options: dict[str, Any] | None = None,
+    max_new_tokens: int = 64,
+    compare: bool = False,
+    repeats: int = 3,
+    on_token: Callable[[], None] | None = None,
+) -> Comparison:
+    """Answer with ``method`` (and, with ``compare``, with the unpruned model and timed prefills).
+
+    Prefill timings interleave vanilla and pruned runs after one warm-up each, so that drift on
+    shared machines hits both alike; the ratio is pruned / vanilla of the medians.
+    """
+    options = dict(prune_options or {})
+    vanilla = None
+    if compare or method == "none":
+        text, ids = _generate(model, tokenizer, inputs, max_new_tokens, on_token)
+        vanilla = Answer("none", text, ids, None)
+    if method == "none":
+        return Comparison(pruned=vanilla)
+    handle = prune(model, method, tokenizer=tokenizer, **options)
+    try:
+        text, ids = _generate(model, tokenizer, inputs, max_new_tokens, on_token)
+        pruned = Answer(method, text, ids, handle.last_report)
+    finally:
+        handle.remove()
+    result = Comparison(pruned=pruned, vanilla=vanilla)
+    if compare:
+        runs: dict[str, list[float]] = {"none": [], method: []}
+        for i in range(repeats + 1):  # the first round warms up and is dropped
+            t_v = _time_prefill(model, inputs)
+            with prune(model, method, tokenizer=tokenizer, **options):
+                t_p = _time_prefill(model, inputs)
+            if i:
+                runs["none"].append(t_v)
+                runs[method].append(t_p)
+        vanilla.prefill_s = statistics.median(runs["none"])
+        pruned.prefill_s = statistics.median(runs[method])
+        result.prefill_ratio = pruned.prefill_s / vanilla.prefill_s
+        result.prefill_runs = runs
+    return result
