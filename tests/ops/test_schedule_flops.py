@@ -39,8 +39,11 @@ def test_scale_to_flops_ratio_hits_target_and_keeps_shape():
 
 
 def test_scale_to_retention_caps_at_one():
-    assert scale_to_retention(REFERENCE_SCHEDULE_28, 0.1) == pytest.approx([(0, 0.375), (2, 0.175), (14, 0.1)])
-    assert scale_to_retention(REFERENCE_SCHEDULE_28, 0.5) == pytest.approx([(0, 1.0), (2, 0.875), (14, 0.5)])
+    def flat(schedule):
+        return [x for stage in schedule for x in stage]
+
+    assert flat(scale_to_retention(REFERENCE_SCHEDULE_28, 0.1)) == pytest.approx([0, 0.375, 2, 0.175, 14, 0.1])
+    assert flat(scale_to_retention(REFERENCE_SCHEDULE_28, 0.5)) == pytest.approx([0, 1.0, 2, 0.875, 14, 0.5])
 
 
 @pytest.mark.parametrize(
