@@ -10,14 +10,20 @@ from adatp.methods.base import (
     build_method,
     register_method,
 )
+from adatp.methods.fastv import FastV, FastVConfig
 from adatp.methods.none import NoPruning
+from adatp.methods.random import RandomConfig, RandomPruning
 
 __all__ = [
     "AdaTP",
     "AdaTPConfig",
+    "FastV",
+    "FastVConfig",
     "NoPruning",
     "PrefillContext",
     "PruningMethod",
+    "RandomConfig",
+    "RandomPruning",
     "StagePlan",
     "TargetConfig",
     "available_methods",

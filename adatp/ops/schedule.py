@@ -111,6 +111,11 @@ def scale_to_flops_ratio(
             hi = mid
     scaled = scale_schedule(schedule, 0.5 * (lo + hi))
     got = schedule_flops_ratio(scaled, num_visual, dims)
-    if abs(got - flops_ratio) > tol:  # pragma: no cover - bisection on a continuous function
-        raise ConfigError(f"could not reach flops_ratio {flops_ratio} (got {got:.4f})")
+    if abs(got - flops_ratio) > tol:
+        # Layers before the first stage always run unpruned: that is the floor of this shape.
+        floor = schedule_flops_ratio(scale_schedule(schedule, 1e-12), num_visual, dims)
+        raise ConfigError(
+            f"flops_ratio {flops_ratio} is out of reach for the schedule shape {schedule}: "
+            f"the layers before its first stage alone cost {floor:.3f} of vanilla"
+        )
     return scaled
