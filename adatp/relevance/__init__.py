@@ -84,6 +84,11 @@ def build_scorer(spec: str | RelevanceScorer | None) -> RelevanceScorer | None:
 
 def frame_relevance(text_embedding: torch.Tensor, frame_embeddings: torch.Tensor) -> torch.Tensor:
     """r_t = cos(text, frame t). (d,) x (T, d) -> (T,) float32."""
+    if text_embedding.shape[-1] != frame_embeddings.shape[-1]:
+        raise ConfigError(
+            f"the scorer's text ({text_embedding.shape[-1]}-d) and frame ({frame_embeddings.shape[-1]}-d) "
+            "embeddings are not in one space"
+        )
     return F.normalize(frame_embeddings.float(), dim=-1) @ F.normalize(text_embedding.float().to(frame_embeddings.device), dim=0)
 
 

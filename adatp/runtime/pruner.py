@@ -180,8 +180,8 @@ class PruningRuntime:
 
     def _after_model_call(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         state, self._state = self._state, None
-        if state is None or not state.lm_started:
-            return
+        if state is None or not state.lm_started or output is None:
+            return  # no video prefill, or the forward raised (always_call still clears the state)
         span = state.span
         layout = span.layout
         if self.time_overhead:
