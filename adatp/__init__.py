@@ -9,9 +9,11 @@
 """
 
 from adatp.api import PrunedModel, prune
+from adatp.inputs import prepare_inputs
 from adatp.errors import AdaTPError, ConfigError, InputError, UnsupportedModelError, VideoError
 from adatp.methods.base import available_methods
 from adatp.runtime.report import PruneReport
+from adatp.video import read_video
 
 __version__ = "0.1.0"
 
@@ -25,5 +27,7 @@ __all__ = [
     "VideoError",
     "__version__",
     "available_methods",
+    "prepare_inputs",
     "prune",
+    "read_video",
 ]

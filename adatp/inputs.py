@@ -1,0 +1,259 @@
+"""Model inputs for one video and one question, exactly as LLaVA-OneVision's processor builds them.
+
+``transformers``' video processors need torchvision, which adatp does not depend on, so this
+module rebuilds what ``LlavaOnevisionProcessor`` does for a single video: render the checkpoint's
+chat template, expand the ``<video>`` placeholder to ``T * ceil(p / 2) ** 2 + 1`` tokens (``p``
+patches per side; the pooled grid of every frame plus ONE newline for the whole video, as
+``LlavaOnevisionProcessor.replace_video_token``), tokenise, and preprocess the frames with the
+checkpoint's own settings (:mod:`adatp.video.preprocess`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoTokenizer, BatchFeature, PretrainedConfig
+
+from adatp.errors import ConfigError, InputError, UnsupportedModelError, VideoError
+from adatp.video.preprocess import load_preprocess_config, preprocess_frames
+
+VIDEO_TOKEN = "<video>"
+IMAGE_TOKEN = "<image>"
+NO_VIDEO = "a prompt without a video is not supported by adatp (it prunes video tokens): pass the video's frames"
+
+ModelRef = str | os.PathLike[str] | Any  # a model directory, or a tokenizer loaded from one
+
+
+def _model_dir(path: str | os.PathLike[str]) -> Path:
+    model_dir = Path(path).expanduser()
+    if not model_dir.is_dir():
+        raise ConfigError(f"model directory {str(model_dir)!r} does not exist or is not a directory")
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(
+            f"{str(model_dir)!r} has no config.json: pass a local checkpoint directory (config, weights, tokenizer)"
+        )
+    return model_dir
+
+
+def _load_tokenizer(model_dir: Path) -> Any:
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"no usable tokenizer in {str(model_dir)!r} ({type(exc).__name__}: {exc})") from None
+
+
+def resolve_model(model_dir_or_tokenizer: ModelRef) -> tuple[Path, Any]:
+    """(model directory, tokenizer) from a directory or from a tokenizer loaded from one."""
+    if isinstance(model_dir_or_tokenizer, (str, os.PathLike)):
+        model_dir = _model_dir(model_dir_or_tokenizer)
+        return model_dir, _load_tokenizer(model_dir)
+    tokenizer = model_dir_or_tokenizer
+    name = getattr(tokenizer, "name_or_path", "") or ""
+    if not hasattr(tokenizer, "convert_tokens_to_ids") or not name or not Path(name).is_dir():
+        raise ConfigError(
+            "pass the model directory (or a tokenizer loaded from it with AutoTokenizer.from_pretrained(dir)): "
+            "its config.json and preprocessing settings are needed too"
+        )
+    return _model_dir(name), tokenizer
+
+
+def load_model_config(model_dir: str | os.PathLike[str]) -> PretrainedConfig:
+    """The checkpoint's config; it must be a LLaVA-OneVision-style video model."""
+    model_dir = _model_dir(model_dir)
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"could not read {str(model_dir / 'config.json')!r}: {exc}") from None
+    if getattr(config, "vision_config", None) is None or getattr(config, "video_token_index", None) is None:
+        raise UnsupportedModelError(
+            f"{str(model_dir)!r} holds a {config.model_type!r} model: adatp.prepare_inputs builds inputs for "
+            "LLaVA-OneVision / LLaVA-Video checkpoints (model_type 'llava_onevision')"
+        )
+    return config
+
+
+def tokens_per_frame(config: PretrainedConfig) -> int:
+    """Video tokens of one frame: the ``p x p`` patch grid bilinearly pooled to ``ceil(p/2)`` a side."""
+    patches = config.vision_config.image_size // config.vision_config.patch_size
+    return math.ceil(patches / 2) ** 2
+
+
+def num_video_tokens(config: PretrainedConfig, num_frames: int) -> int:
+    """``num_frames * tokens_per_frame + 1``: one newline token closes the whole video."""
+    return num_frames * tokens_per_frame(config) + 1
+
+
+def load_chat_template(model_dir: str | os.PathLike[str], tokenizer: Any = None) -> str:
+    """The checkpoint's multimodal chat template.
+
+    Looked up in the order the llava-hf checkpoints need: ``chat_template.jinja``,
+    ``chat_template.json``, ``processor_config.json`` (processor templates, which render media),
+    then the tokenizer's own (on llava-hf checkpoints that one, if any, is Qwen2's text-only one).
+    """
+    model_dir = Path(model_dir)
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    for name in ("chat_template.json", "processor_config.json"):
+        path = model_dir / name
+        if path.is_file():
+            try:
+                template = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
+            except ValueError as exc:
+                raise ConfigError(f"{str(path)!r} is not valid JSON: {exc}") from None
+            if isinstance(template, str) and template:
+                return template
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, str) and template:
+        return template
+    raise ConfigError(
+        f"no chat template in {str(model_dir)!r} (looked for chat_template.jinja, chat_template.json, "
+        "processor_config.json and the tokenizer's): adatp needs the checkpoint's template to place the video"
+    )
+
+
+def _check_text(name: str, text: Any, *, allow_empty: bool = False) -> str:
+    if not isinstance(text, str):
+        raise InputError(f"{name} must be a string, got {type(text).__name__}")
+    if not allow_empty and not text.strip():
+        raise InputError(f"{name} is empty: ask a question about the video")
+    for token in (VIDEO_TOKEN, IMAGE_TOKEN):
+        if token in text:
+            raise InputError(
+                f"{name} contains {token!r}: the video placeholder is added by adatp, remove it from the text"
+            )
+    return text
+
+
+def _conversation(question: str, system_prompt: str | None) -> list[dict[str, Any]]:
+    messages = []
+    if system_prompt is not None:
+        messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+    messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]})
+    return messages
+
+
+def _render(tokenizer: Any, template: str, question: str, system_prompt: str | None) -> str:
+    prompt = tokenizer.apply_chat_template(
+        _conversation(question, system_prompt), chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    if prompt.count(VIDEO_TOKEN) != 1:
+        raise ConfigError(
+            f"the chat template rendered {prompt.count(VIDEO_TOKEN)} {VIDEO_TOKEN!r} placeholders for one video, "
+            "expected exactly 1: is it a LLaVA-OneVision template?"
+        )
+    return prompt
+
+
+def build_prompt(model_dir_or_tokenizer: ModelRef, question: str, *, system_prompt: str | None = None) -> str:
+    """The rendered prompt with its single ``<video>`` placeholder (before expansion).
+
+    For the llava-hf template: ``<|im_start|>user\\n<video>\\n{question}<|im_end|>\\n<|im_start|>assistant\\n``
+    (a system turn first when ``system_prompt`` is given).
+    """
+    question = _check_text("question", question)
+    if system_prompt is not None:
+        _check_text("system_prompt", system_prompt, allow_empty=True)
+    model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
+    return _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
+
+
+def check_frames(frames: Any) -> np.ndarray:
+    """Frames as a C-contiguous uint8 array (T, H, W, 3), T >= 1, from numpy or torch."""
+    if frames is None:
+        raise InputError(f"no video: {NO_VIDEO}")
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    if not isinstance(frames, np.ndarray):
+        raise VideoError(
+            f"frames must be a numpy array or torch tensor (T, H, W, 3) uint8, got {type(frames).__name__}"
+        )
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        hint = " (channels first? use frames.permute(0, 2, 3, 1))" if frames.ndim == 4 and frames.shape[1] == 3 else ""
+        raise VideoError(f"frames must have shape (T, H, W, 3), got {tuple(frames.shape)}{hint}")
+    if frames.shape[0] == 0:
+        raise VideoError(f"the video has zero frames: {NO_VIDEO}")
+    if frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise VideoError(f"frames have an empty image size {tuple(frames.shape[1:3])}")
+    if frames.dtype != np.uint8:
+        raise VideoError(f"frames must be uint8 (0..255 RGB), got {frames.dtype}")
+    return np.ascontiguousarray(frames)
+
+
+def _video_token_id(tokenizer: Any, config: PretrainedConfig) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
+    if token_id != config.video_token_index:
+        raise ConfigError(
+            f"the tokenizer maps {VIDEO_TOKEN!r} to {token_id}, but config.video_token_index is "
+            f"{config.video_token_index}: tokenizer and model do not belong together"
+        )
+    return token_id
+
+
+def _tokenize(tokenizer: Any, prompt: str, video_id: int, expected: int) -> torch.Tensor:
+    """Expand the placeholder in the text and tokenise: (1, L) long ids with ``expected`` video ids."""
+    text = prompt.replace(VIDEO_TOKEN, VIDEO_TOKEN * expected, 1)
+    # The template already holds every special token; Qwen2 adds no BOS anyway.
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].long()
+    found = int((ids == video_id).sum())
+    if found != expected:
+        raise ConfigError(
+            f"tokenised prompt holds {found} video tokens, expected {expected}: "
+            f"{VIDEO_TOKEN!r} is not one special token of this tokenizer"
+        )
+    return ids
+
+
+def _pixels(model_dir: Path, video: np.ndarray, config: PretrainedConfig) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (1, T, 3, S, S) float32, S = the vision tower's image size."""
+    pixels = preprocess_frames(video, load_preprocess_config(model_dir))
+    size = config.vision_config.image_size
+    if tuple(pixels.shape) != (video.shape[0], 3, size, size):
+        raise ConfigError(
+            f"preprocessing in {str(model_dir)!r} gives frames of shape {tuple(pixels.shape)}, but the vision tower "
+            f"takes ({video.shape[0]}, 3, {size}, {size}): the preprocessing config does not match config.json"
+        )
+    return pixels.to(torch.float32).unsqueeze(0)
+
+
+def prepare_inputs(
+    model_dir_or_tokenizer: ModelRef, frames: Any, question: str, *, system_prompt: str | None = None
+) -> BatchFeature:
+    """Inputs for ``model(**inputs)`` / ``model.generate(**inputs)`` from frames and a question.
+
+    Args:
+        model_dir_or_tokenizer: a local LLaVA-OneVision checkpoint directory, or a tokenizer loaded from one.
+        frames: uint8 RGB frames (T, H, W, 3), numpy or torch, T >= 1.
+        question: the user's text; the video goes before it, as the chat template places media first.
+        system_prompt: optional system turn (the llava-hf template has no default one).
+
+    Returns:
+        ``input_ids`` (1, L) long, ``attention_mask`` (1, L) ones, ``pixel_values_videos``
+        (1, T, 3, S, S) float32, where L includes ``T * ceil(p/2)**2 + 1`` video tokens. Nothing else:
+        ``generate()`` rejects unknown keys. The question stays readable from ``input_ids`` after the video.
+
+    Raises:
+        InputError: no video (``frames`` is None), empty question, placeholder text in the question.
+        VideoError: frames of the wrong type, shape or dtype, or zero frames.
+        ConfigError: not a checkpoint directory, no tokenizer, no chat template, mismatched files.
+        UnsupportedModelError: the checkpoint is not a LLaVA-OneVision-style model.
+    """
+    question = _check_text("question", question)
+    if system_prompt is not None:
+        _check_text("system_prompt", system_prompt, allow_empty=True)
+    video = check_frames(frames)
+    model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
+    config = load_model_config(model_dir)
+    video_id = _video_token_id(tokenizer, config)
+    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
+    input_ids = _tokenize(tokenizer, prompt, video_id, num_video_tokens(config, video.shape[0]))
+    pixels = _pixels(model_dir, video, config)
+    return BatchFeature(
+        {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels}
+    )

@@ -1,0 +1,88 @@
+"""The shipped config.json values of the real checkpoints."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+from transformers import LlavaOnevisionConfig
+
+from adatp.errors import ConfigError
+from adatp.models.configs import (
+    ARCHITECTURES,
+    SOURCE_KEY,
+    architecture_source,
+    load_architecture_config,
+    load_architecture_dict,
+)
+
+# name: (hidden, layers, heads, kv_heads, intermediate, vocab, tie_word_embeddings)
+EXPECTED_TEXT = {
+    "llava-onevision-qwen2-0.5b-ov-hf": (896, 24, 14, 2, 4864, 152000, True),
+    "llava-onevision-qwen2-7b-ov-hf": (3584, 28, 28, 4, 18944, 152128, False),
+    "llava-video-7b-qwen2-hf": (3584, 28, 28, 4, 18944, 152128, False),
+}
+CONFIG_DIR = resources.files("adatp.models").joinpath("configs")
+
+
+def test_every_architecture_has_a_file_and_every_file_is_registered():
+    files = {p.name for p in CONFIG_DIR.iterdir() if p.name.endswith(".json")}
+    assert files == set(ARCHITECTURES.values())
+    assert set(EXPECTED_TEXT) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TEXT))
+def test_text_config_values(name):
+    hidden, layers, heads, kv, inter, vocab, tie = EXPECTED_TEXT[name]
+    config = load_architecture_config(name)
+    text = config.text_config
+    assert isinstance(config, LlavaOnevisionConfig)
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads) == (hidden, layers, heads)
+    assert (text.num_key_value_heads, text.intermediate_size, text.vocab_size) == (kv, inter, vocab)
+    assert config.tie_word_embeddings is tie and text.tie_word_embeddings is tie
+    assert text.model_type == "qwen2" and text.hidden_act == "silu"
+    assert text.rope_parameters["rope_theta"] == 1_000_000.0
+    assert text.rms_norm_eps == 1e-6 and text.max_position_embeddings == 32768
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_vision_and_multimodal_values(name):
+    config = load_architecture_config(name)
+    vision = config.vision_config
+    assert vision.model_type == "siglip_vision_model"
+    assert (vision.hidden_size, vision.intermediate_size, vision.num_hidden_layers) == (1152, 4304, 26)
+    assert (vision.num_attention_heads, vision.image_size, vision.patch_size) == (16, 384, 14)
+    assert vision.vision_use_head is False
+    assert (config.image_token_index, config.video_token_index) == (151646, 151647)
+    assert config.vision_feature_layer == -1 and config.vision_feature_select_strategy == "full"
+    assert config.projector_hidden_act == "gelu" and config.vision_aspect_ratio == "anyres_max_9"
+    assert len(config.image_grid_pinpoints) == 36 and [384, 384] in config.image_grid_pinpoints
+    assert [2304, 2304] in config.image_grid_pinpoints
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_plain_json_loads_with_the_config_class_and_source_stays_out(name):
+    raw = json.loads(CONFIG_DIR.joinpath(ARCHITECTURES[name]).read_text(encoding="utf-8"))
+    assert isinstance(raw[SOURCE_KEY], dict) and raw[SOURCE_KEY]
+    assert all(isinstance(v, str) and v for v in raw[SOURCE_KEY].values())
+    data = {k: v for k, v in raw.items() if k != SOURCE_KEY}
+    config = LlavaOnevisionConfig(**data)
+    assert config.text_config.hidden_size == EXPECTED_TEXT[name][0]
+    assert SOURCE_KEY not in load_architecture_dict(name)
+    assert SOURCE_KEY not in load_architecture_config(name).to_dict()
+    assert architecture_source(name) == raw[SOURCE_KEY]
+
+
+def test_loaded_dicts_are_independent_copies():
+    a = load_architecture_dict("llava-onevision-qwen2-7b-ov-hf")
+    a["text_config"]["hidden_size"] = 1
+    assert load_architecture_dict("llava-onevision-qwen2-7b-ov-hf")["text_config"]["hidden_size"] == 3584
+
+
+def test_unknown_architecture_lists_valid_names():
+    with pytest.raises(ConfigError) as info:
+        load_architecture_config("llava-onevision-qwen2-72b")
+    message = str(info.value)
+    assert "llava-onevision-qwen2-72b" in message
+    assert all(name in message for name in ARCHITECTURES)
