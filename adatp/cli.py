@@ -210,6 +210,22 @@ def methods() -> None:
         out.print(name)
 
 
+def _register_subcommands() -> None:
+    """Command groups live beside their code; each module defines a small typer app."""
+    from adatp.analysis.cli import app as analyze_app
+    from adatp.bench.cli import app as bench_app
+    from adatp.eval.cli import app as eval_app
+    from adatp.organism.cli import app as organism_app
+
+    app.add_typer(analyze_app, name="analyze", help="Measure attention bias and picture kept tokens.")
+    app.add_typer(bench_app, name="bench", help="Measured cost against vanilla in the same run.")
+    app.add_typer(eval_app, name="eval", help="Accuracy on video QA benchmarks.")
+    app.add_typer(organism_app, name="organism", help="Build and train adatp-tiny, the built-in default model.")
+
+
+_register_subcommands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; adatp's own errors become one line and exit status 2.
 

@@ -1,0 +1,7 @@
+"""``adatp eval ...`` commands (registered on the main app in :mod:`adatp.cli`)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(name="eval", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
