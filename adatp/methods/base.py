@@ -63,6 +63,23 @@ class StagePlan:
     retention: float
     budget: int
     scoring: str | None = "query_rows"
+    needs_hidden: bool = False  # pass the alive tokens' (n, D) states to select(hidden=...)
+
+
+@dataclass
+class Selection:
+    """What a stage keeps, and for merging methods what the dropped tokens are averaged into.
+
+    Attributes:
+        kept: (B,) int64 visual indices, ascending, a subset of the alive ones.
+        merge_into: (n,) int64 per alive token: the slot 0..B-1 in ``kept`` whose token it is
+            averaged into, or -1 when it is simply dropped; None for a plain pruning stage.
+        weights: (n,) positive weights of the average (None: equal weights).
+    """
+
+    kept: torch.Tensor
+    merge_into: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 @dataclass
@@ -131,14 +148,17 @@ class PruningMethod(ABC):
         """Prepare for one prompt (segments, budgets, ...) and return its stages in layer order."""
 
     @abstractmethod
-    def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+    def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor | Selection:
         """Choose the visual tokens that survive ``stage``.
 
         Args:
             alive: (n,) int64 visual token indices (0..N-1, (t, y, x) order) alive now, ascending.
             scores: (n,) the signal named by ``stage.scoring`` for each alive token, or None.
+            hidden: (keyword, only when ``stage.needs_hidden``) (n, D) the alive tokens' states at
+                this stage's input: projected embeddings at layer 0, hidden states inside the LLM.
         Returns:
-            (stage.budget,) int64 visual indices, ascending, a subset of ``alive``.
+            (stage.budget,) int64 visual indices, ascending, a subset of ``alive``; or a
+            :class:`Selection` whose ``merge_into`` averages dropped tokens into kept ones.
         """
 
     def describe(self) -> dict[str, Any]:

@@ -30,8 +30,9 @@ from torch import nn
 
 from adatp.adapters.base import ModelAdapter, VideoSpan
 from adatp.errors import ConfigError, InputError
-from adatp.methods.base import PrefillContext, PruningMethod, StagePlan
+from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan
 from adatp.ops.importance import last_row_attention, query_row_attention
+from adatp.ops.merging import check_merge, merge_tokens
 from adatp.relevance import RelevanceScorer, extract_query_text, frame_relevance
 from adatp.runtime.report import FlopsReport, PruneReport, StageReport
 
@@ -268,7 +269,7 @@ class PruningRuntime:
         if self.method.positions == "compact" and any(p.layer > 0 for p in plans):
             raise ConfigError("compact positions are only supported for methods that prune before the LLM")
         if 0 in state.plans:
-            keep = self._run_stage(state, state.plans[0], scores=None)
+            embeds, keep = self._run_stage(state, state.plans[0], embeds, scores=None)
             if keep is not None:
                 embeds = embeds[:, keep]
                 mask = mask[:, keep]
@@ -346,7 +347,7 @@ class PruningRuntime:
         scores = None
         if plan.scoring is not None:
             scores = self._attention_scores(state, plan, layer, hidden, kwargs["position_embeddings"])
-        keep = self._run_stage(state, plan, scores)
+        hidden, keep = self._run_stage(state, plan, hidden, scores)
         if keep is None:
             return hidden
         # keep indexes the current rows; map to the rows of the language model's input for cos/sin.
@@ -378,17 +379,38 @@ class PruningRuntime:
             probs = attend(q, k, query_rows, scaling)  # (n,)
         return probs[self._visual_rows(state)]
 
-    def _run_stage(self, state: _Prefill, plan: StagePlan, scores: torch.Tensor | None) -> torch.Tensor | None:
-        """Ask the method, record the stage, update the alive sets; the row gather index or None."""
+    def _run_stage(
+        self, state: _Prefill, plan: StagePlan, hidden: torch.Tensor, scores: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Ask the method, merge if it says so, record the stage, update the alive sets.
+
+        ``hidden`` is the stage's (1, m, D) input (embeddings at layer 0). Returns the input with
+        merged values written into the kept tokens' rows (or the same tensor), and the row gather
+        index (None when nothing is dropped).
+        """
         alive = state.visual_alive
-        kept = self.method.select(plan, alive, scores)
+        rows = self._visual_rows(state)  # (n,) rows of the alive visual tokens in ``hidden``
+        extra = {"hidden": hidden[0, rows]} if plan.needs_hidden else {}
+        choice = self.method.select(plan, alive, scores, **extra)
+        selection = choice if isinstance(choice, Selection) else Selection(choice)
+        kept = selection.kept
         if kept.shape[0] != plan.budget:
             raise RuntimeError(f"method {self.method.name} kept {kept.shape[0]} tokens, its budget is {plan.budget}")
+        merged = 0
+        if selection.merge_into is not None:
+            check_merge(alive, kept, selection.merge_into, selection.weights)
+            values = merge_tokens(hidden[0, rows], selection.merge_into, selection.weights, kept.shape[0])
+            hidden = hidden.clone()  # never write into a tensor the caller (or generate) still holds
+            hidden[0, rows[torch.searchsorted(alive, kept)]] = values
+            merged = int(selection.merge_into.ge(0).sum()) - kept.shape[0]
         state.stages.append(
-            StageReport(plan.layer, plan.retention, plan.budget, int(kept.shape[0]), self.method.kept_per_group(kept), kept)
+            StageReport(
+                plan.layer, plan.retention, plan.budget, int(kept.shape[0]), self.method.kept_per_group(kept), kept,
+                merged=merged, merge_into=selection.merge_into, merge_weights=selection.weights,
+            )
         )
         if kept.shape[0] == alive.shape[0]:
-            return None  # nothing dropped: leave every tensor untouched (bit-exact at retention 1.0)
+            return hidden, None  # nothing dropped: leave every tensor untouched (bit-exact at retention 1.0)
         span = state.span
         block = torch.sort(torch.cat([state.grid_offsets[kept], state.newline_offsets])).values + span.start
         device = alive.device
@@ -398,7 +420,7 @@ class PruningRuntime:
         keep_rows = torch.searchsorted(state.alive_seq, new_seq)
         state.visual_alive = kept
         state.alive_seq = new_seq
-        return keep_rows
+        return hidden, keep_rows
 
     # --- timing (benchmarks only) ----------------------------------------------------------------
     def _tic(self, state: _Prefill) -> float | None:

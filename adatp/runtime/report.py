@@ -20,6 +20,9 @@ class StageReport:
     kept: int
     kept_per_segment: list[int] | None
     kept_indices: torch.Tensor = field(repr=False)  # (kept,) visual indices, ascending
+    merged: int = 0  # dropped tokens averaged into kept ones (merging methods)
+    merge_into: torch.Tensor | None = field(default=None, repr=False)  # (n,) slot per alive token, -1 dropped
+    merge_weights: torch.Tensor | None = field(default=None, repr=False)  # (n,) weights of the average
 
     def to_dict(self, with_indices: bool = False) -> dict[str, Any]:
         d = {
@@ -28,6 +31,7 @@ class StageReport:
             "budget": self.budget,
             "kept": self.kept,
             "kept_per_segment": self.kept_per_segment,
+            "merged": self.merged,
         }
         if with_indices:
             d["kept_indices"] = self.kept_indices.tolist()

@@ -55,8 +55,9 @@ def test_retention_one_is_exact(model, inputs, method):
 @pytest.mark.parametrize("method", PRUNING)
 def test_generate_is_consistent_with_the_kept_set(model, inputs, method):
     tokens, logits, report = _run(model, inputs, method, retention=0.2)
-    kept = [(s.layer, s.kept_indices) for s in report.stages]
-    ref_tokens, ref_logits = reference_generate(model, inputs, kept, len(tokens))
+    kept = [(s.layer, s.kept_indices, s.merge_into, s.merge_weights) for s in report.stages]
+    compact = report.positions == "compact"
+    ref_tokens, ref_logits = reference_generate(model, inputs, kept, len(tokens), compact=compact)
     assert tokens == ref_tokens
     assert max((a - b).abs().max().item() for a, b in zip(logits, ref_logits)) <= 1e-5
 

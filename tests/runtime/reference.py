@@ -13,7 +13,9 @@ from transformers import DynamicCache
 def reference_generate(model, inputs, kept_per_stage, steps, compact=False):
     """Greedy decode; returns (tokens, list of (vocab,) logits: prefill's last then each step).
 
-    kept_per_stage: list of (layer, kept visual indices) as in report.stages.
+    kept_per_stage: list of (layer, kept visual indices) as in report.stages, or of
+        (layer, kept, merge_into, weights) for merging stages: before layer ``layer`` each kept
+        token becomes the weighted mean of the alive tokens whose merge_into names its slot.
     """
     cfg = model.config
     ids = inputs["input_ids"]
@@ -32,10 +34,15 @@ def reference_generate(model, inputs, kept_per_stage, steps, compact=False):
     layers = lm.layers
     alive_per_layer = []
     alive = torch.arange(seq_len)
-    stages = dict(kept_per_stage)
+    stages = {s[0]: s[1] for s in kept_per_stage}
+    merges = {s[0]: (s[2], s[3]) for s in kept_per_stage if len(s) > 2 and s[2] is not None}
+    visual_alive = {}
+    alive_visual = torch.arange(n_visual)
     for i in range(len(layers)):
+        visual_alive[i] = alive_visual
         if i in stages:
             kept = stages[i]
+            alive_visual = kept
             alive = torch.cat([torch.arange(start), start + kept, torch.arange(start + n_visual, seq_len)])
         alive_per_layer.append(alive)
     positions = torch.arange(seq_len)
@@ -44,7 +51,19 @@ def reference_generate(model, inputs, kept_per_stage, steps, compact=False):
     prev = torch.arange(seq_len)
     for i, layer in enumerate(layers):
         a = alive_per_layer[i]
-        hidden = embeds[:, a] if hidden is None else hidden[:, torch.searchsorted(prev, a)]
+        current = embeds if hidden is None else hidden
+        if i in merges:  # average, slot by slot, in the rows of the tokens alive before this stage
+            current = current.clone()
+            before = start + visual_alive[i]
+            rows = torch.searchsorted(prev, before)
+            merge_into, weights = merges[i]
+            weights = torch.ones(len(before)) if weights is None else weights
+            for slot, token in enumerate(stages[i].tolist()):
+                members = (merge_into == slot).nonzero().flatten()
+                w = weights[members].double()
+                mean = (current[0, rows[members]].double() * w[:, None]).sum(0) / w.sum()
+                current[0, rows[visual_alive[i].tolist().index(token)]] = mean.to(current.dtype)
+        hidden = current[:, torch.searchsorted(prev, a)]
         pos = positions[a][None] if not compact else torch.arange(a.numel())[None]
         cos_sin = lm.rotary_emb(hidden, pos)
         hidden = layer(hidden, attention_mask=None, position_embeddings=cos_sin, position_ids=pos, past_key_values=cache, use_cache=True)
