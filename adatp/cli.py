@@ -85,6 +85,9 @@ def _run_question(
     from adatp.pipeline import answer_question, load_model
     from adatp.video import read_video
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress display covers loading
     with _progress() as progress:
         step = progress.add_task("reading video", total=None)
         clip = read_video(video, num_frames=frames)
@@ -234,5 +237,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except AdaTPError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         sys.exit(2)
