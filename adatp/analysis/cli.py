@@ -108,4 +108,6 @@ def kept(
                 f"{s['repeat_ratio']:.2f}", str(len(s["repeated_positions"])),
             )
     out.print(table)
+    for method, reason in payload["skipped"].items():
+        out.print(f"[yellow]skipped {method}:[/] {reason}")
     out.print(f"wrote kept.json and {len(payload['files'])} pictures to {out_dir}")

@@ -153,7 +153,7 @@ def plot_frame_curves(
     if not curves:
         raise InputError("no curves to plot")
     fig = _figure(*curves_size())
-    ax = fig.add_axes((0.07, 0.12, 0.72, 0.78))
+    ax = fig.add_axes((0.09, 0.12, 0.70, 0.78))
     colours = _colours(len(curves))
     num_frames = max(len(v) for v in curves.values())
     for colour, (name, values) in zip(colours, curves.items()):
@@ -175,7 +175,7 @@ def plot_layer_indices(
 ) -> Path:
     """Bias indices over layers (one line per index), with the no-bias reference lines."""
     fig = _figure(*curves_size())
-    ax = fig.add_axes((0.07, 0.12, 0.72, 0.78))
+    ax = fig.add_axes((0.09, 0.12, 0.70, 0.78))
     for colour, (name, values) in zip(_colours(len(series)), series.items()):
         ax.plot(list(layers), list(values), color=colour, marker="o", markersize=3, linewidth=1.3, label=name)
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
@@ -196,13 +196,17 @@ def position_maps_size(count: int, columns: int = 7, panel_px: int = PANEL_PX) -
 def plot_position_maps(
     maps: Mapping[str, torch.Tensor], path: str | Path, title: str, columns: int = 7, panel_px: int = PANEL_PX
 ) -> Path:
-    """Small multiples of (h, w) heat maps on one shared colour scale."""
+    """Small multiples of (h, w) heat maps on one shared colour scale (min to max of all maps)."""
     if not maps:
         raise InputError("no maps to plot")
     arrays = {name: torch.as_tensor(m).double().numpy() for name, m in maps.items()}
     width, height = position_maps_size(len(arrays), columns, panel_px)
     cols = min(columns, len(arrays))
-    vmax = max(float(a.max()) for a in arrays.values()) or 1.0
+    # One shared scale from the smallest to the largest value: near-uniform maps still show contrast.
+    vmin = min(float(a.min()) for a in arrays.values())
+    vmax = max(float(a.max()) for a in arrays.values())
+    if vmax <= vmin:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
     fig = _figure(width, height)
     image = None
     for i, (name, array) in enumerate(arrays.items()):
@@ -210,7 +214,7 @@ def plot_position_maps(
         left = (col * panel_px + 6) / width
         bottom = (height - HEADER_PX - (row + 1) * panel_px + 6) / height
         ax = fig.add_axes((left, bottom, (panel_px - 12) / width, (panel_px - 26) / height))
-        image = ax.imshow(array, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+        image = ax.imshow(array, cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=8, pad=2)

@@ -197,7 +197,12 @@ def analyze_kept(
     dtype: str = "float32",
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Prune with each method, picture every stage's kept tokens, write ``kept.json`` to ``out_dir``."""
+    """Prune with each method, picture every stage's kept tokens, write ``kept.json`` to ``out_dir``.
+
+    A method that cannot run with these settings (a ConfigError, e.g. a FLOPs ratio its schedule
+    cannot reach at this depth) is listed under ``skipped`` with the reason; if none can run, the
+    error is raised.
+    """
     from adatp.analysis import plots
     from adatp.ops.schedule import check_fraction
 
@@ -214,8 +219,13 @@ def analyze_kept(
     per_method: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     num_frames = None
+    skipped: dict[str, str] = {}
     for method in methods:
-        kept = kept_tokens(prepared.model, prepared.inputs, method, **options)
+        try:
+            kept = kept_tokens(prepared.model, prepared.inputs, method, **options)
+        except ConfigError as exc:  # e.g. a FLOPs target one method's schedule cannot reach
+            skipped[method] = str(exc)
+            continue
         lay = kept.layout
         num_frames = lay.num_frames
         stages = []
@@ -243,6 +253,8 @@ def analyze_kept(
             "stages": stages,
             "report": kept.report.to_dict(with_indices=True),
         }
+    if not per_method:
+        raise ConfigError("no method could run: " + "; ".join(f"{m}: {e}" for m, e in skipped.items()))
     files["frames"] = plots.plot_frame_curves(
         curves,
         out / "kept_frames.png",
@@ -261,6 +273,7 @@ def analyze_kept(
         "settings": _settings(end_fraction, alpha, num_frames),
         "definitions": DEFINITIONS,
         "methods": per_method,
+        "skipped": skipped,
         "files": {name: path.name for name, path in files.items()},
     }
     _write_json(out / "kept.json", payload)

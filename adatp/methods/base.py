@@ -166,7 +166,10 @@ class PruningMethod(ABC):
         return {}
 
     def kept_per_group(self, kept: torch.Tensor) -> list[int] | None:
-        """Kept tokens per segment (or other group) for the report; None if the method has none."""
+        """Kept tokens per segment (or other group) for the report; None if the method has none.
+
+        Called after the forward (it may read tensors on the host), with any stage's kept set.
+        """
         return None
 
 

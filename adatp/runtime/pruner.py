@@ -187,6 +187,10 @@ class PruningRuntime:
         layout = span.layout
         if self.time_overhead:
             _sync()
+        for stage in state.stages:  # deferred from the stages: these read tensors on the host
+            stage.kept_per_segment = self.method.kept_per_group(stage.kept_indices)
+            if stage.merge_into is not None:
+                stage.merged = int(stage.merge_into.ge(0).sum()) - stage.kept
         stages = [(s.layer, s.kept) for s in state.stages]
         num_other = span.seq_len - layout.num_visual
         report = PruneReport(
@@ -396,17 +400,16 @@ class PruningRuntime:
         kept = selection.kept
         if kept.shape[0] != plan.budget:
             raise RuntimeError(f"method {self.method.name} kept {kept.shape[0]} tokens, its budget is {plan.budget}")
-        merged = 0
         if selection.merge_into is not None:
             check_merge(alive, kept, selection.merge_into, selection.weights)
             values = merge_tokens(hidden[0, rows], selection.merge_into, selection.weights, kept.shape[0])
             hidden = hidden.clone()  # never write into a tensor the caller (or generate) still holds
             hidden[0, rows[torch.searchsorted(alive, kept)]] = values
-            merged = int(selection.merge_into.ge(0).sum()) - kept.shape[0]
+        # Per-group counts and merge totals need host syncs: the report fills them after the forward.
         state.stages.append(
             StageReport(
-                plan.layer, plan.retention, plan.budget, int(kept.shape[0]), self.method.kept_per_group(kept), kept,
-                merged=merged, merge_into=selection.merge_into, merge_weights=selection.weights,
+                plan.layer, plan.retention, plan.budget, int(kept.shape[0]), None, kept,
+                merge_into=selection.merge_into, merge_weights=selection.weights,
             )
         )
         if kept.shape[0] == alive.shape[0]:
