@@ -45,7 +45,12 @@ def test_no_host_sync_in_adatp_code_inside_the_decoder(tiny_ov, video_inputs, sy
     with adatp.prune(tiny_ov, method, **target) as handle:
         # Registered after adatp's own hooks: runs once adatp's pre-LLM stage is done.
         windows = []
-        start = layers[0].register_forward_pre_hook(lambda *a: (active.update(on=True), windows.append(1)))
+
+        def open_window(*_):
+            active["on"] = True
+            windows.append(1)
+
+        start = layers[0].register_forward_pre_hook(open_window)
         stop = tiny_ov.model.language_model.norm.register_forward_hook(lambda *a: active.update(on=False))
         try:
             with torch.no_grad():
