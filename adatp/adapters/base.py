@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -120,6 +120,18 @@ class ModelAdapter(ABC):
     @abstractmethod
     def frame_feature_module(self) -> nn.Module:
         """A module whose first positional input is the video's patch features (T, P, d_v)."""
+
+    #: the per-frame global feature g_t (D6): "patch_mean" (mean of the patch features) or "cls"
+    #: (the tower's class token at the VLM's feature layer, see :meth:`cls_features`).
+    global_feature: ClassVar[str] = "patch_mean"
+
+    def vision_tower(self) -> nn.Module | None:
+        """The vision tower, for adapters whose global feature is read from its output."""
+        return None
+
+    def cls_features(self, tower_output: Any) -> torch.Tensor | None:
+        """(T, d_v) class-token features from one tower call's output, or None."""
+        return None
 
     @abstractmethod
     def decoder_dims(self) -> DecoderDims: ...

@@ -79,6 +79,22 @@ class LlavaOnevisionAdapter(ModelAdapter):
     def frame_feature_module(self) -> nn.Module:
         return self.model.model.multi_modal_projector
 
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        # "default" drops the tower's first token (a CLS, as in CLIP/DINOv2 towers) before the
+        # projector: that token is then the frame's global feature. SigLIP towers ("full") have none.
+        self.global_feature = "cls" if model.config.vision_feature_select_strategy == "default" else "patch_mean"
+
+    def vision_tower(self) -> nn.Module:
+        return self.model.model.vision_tower
+
+    def cls_features(self, tower_output) -> torch.Tensor | None:
+        hidden = getattr(tower_output, "hidden_states", None)
+        layer = self.model.config.vision_feature_layer
+        if hidden is None or not isinstance(layer, int):
+            return None
+        return hidden[layer][:, 0]
+
     def decoder_dims(self) -> DecoderDims:
         t = self.text_config()
         head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads

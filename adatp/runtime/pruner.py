@@ -46,6 +46,7 @@ class _Prefill:
     grid_offsets: torch.Tensor  # (N,) offsets of grid tokens inside the video block
     newline_offsets: torch.Tensor  # (M,) offsets of newline tokens inside the block
     patch_features: torch.Tensor | None = None  # (T, P, d_v) captured at the projector
+    cls_features: torch.Tensor | None = None  # (T, d_v) class tokens, for towers that have one
     plans: dict[int, StagePlan] = field(default_factory=dict)
     visual_alive: torch.Tensor | None = None  # (n,) visual indices alive now
     alive_seq: torch.Tensor | None = None  # (m,) original sequence positions alive now
@@ -91,6 +92,7 @@ class PruningRuntime:
         self._position_shift = 0  # original length - kept length (compact positions)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending_patches: torch.Tensor | None = None
+        self._pending_cls: torch.Tensor | None = None
         self._layers = adapter.decoder_layers()
 
     # --- install / remove ---------------------------------------------------------------------
@@ -99,6 +101,8 @@ class PruningRuntime:
         self._handles.append(m.register_forward_pre_hook(self._on_model_call, with_kwargs=True))
         self._handles.append(m.register_forward_hook(self._after_model_call, with_kwargs=True, always_call=True))
         self._handles.append(self.adapter.frame_feature_module().register_forward_pre_hook(self._on_patch_features))
+        if self.adapter.global_feature == "cls":
+            self._handles.append(self.adapter.vision_tower().register_forward_hook(self._on_tower_output))
         lm = self.adapter.language_model()
         self._handles.append(lm.register_forward_pre_hook(self._on_language_model_call, with_kwargs=True))
         for i, layer in enumerate(self._layers):
@@ -111,6 +115,7 @@ class PruningRuntime:
         self._state = None
         self._cache_ref = None
         self._pending_patches = None
+        self._pending_cls = None
 
     # --- top-level model ------------------------------------------------------------------------
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
@@ -130,7 +135,7 @@ class PruningRuntime:
         if num_frames is None:
             return None  # no video in this call: nothing to prune
         if kwargs.get("pixel_values_videos") is not None:
-            self._pending_patches = None  # the tower runs inside this call
+            self._pending_patches = self._pending_cls = None  # the tower runs inside this call
         if ref.shape[0] != 1:
             raise InputError(f"adatp prunes batch size 1; got a batch of {ref.shape[0]} (run prompts one at a time)")
         if cache is not None:
@@ -221,6 +226,11 @@ class PruningRuntime:
             self._position_shift = span.seq_len - kept_len if self.method.positions == "compact" else 0
 
     # --- vision features --------------------------------------------------------------------------
+    def _on_tower_output(self, module: nn.Module, args: tuple, output: Any) -> None:
+        cls = self.adapter.cls_features(output)
+        if cls is not None:
+            self._pending_cls = cls.detach()
+
     def _on_patch_features(self, module: nn.Module, args: tuple) -> None:
         # generate() encodes the video before the prefill call, a plain forward inside it: keep the
         # latest (T, P, d_v) input and let the prefill that follows take it.
@@ -258,9 +268,12 @@ class PruningRuntime:
             kwargs["past_key_values"] = DynamicCache(config=module.config)  # tracked for decoding
 
         pending, self._pending_patches = self._pending_patches, None
+        cls, self._pending_cls = self._pending_cls, None
         # Images (if any) go through the projector first; the video is the call with T rows.
         if pending is not None and pending.shape[0] == span.layout.num_frames:
             state.patch_features = pending
+        if cls is not None and cls.shape[0] == span.layout.num_frames:
+            state.cls_features = cls
         ctx = self._prefill_context(state, embeds)
         plans = self.method.plan(ctx)
         layers = [p.layer for p in plans]
@@ -292,10 +305,15 @@ class PruningRuntime:
         layout = span.layout
         tokens = embeds[0, span.start + state.grid_offsets].reshape(layout.num_frames, layout.tokens_per_frame, -1)
         feats = state.patch_features
-        frame_features = feats.float().mean(1) if feats is not None else None
+        if self.adapter.global_feature == "cls":
+            frame_features = state.cls_features.float() if state.cls_features is not None else None
+        else:
+            frame_features = feats.float().mean(1) if feats is not None else None
         relevance = None
         if self.scorer is not None:
-            relevance = self._relevance(state, feats)
+            # A scorer reads the patch features (SigLIP head) or the global features (frame_input).
+            wants_global = getattr(self.scorer, "frame_input", "patches") == "global"
+            relevance = self._relevance(state, frame_features if wants_global else feats)
         return PrefillContext(
             span=span,
             tokens=tokens,

@@ -48,3 +48,78 @@ def test_find_video_checks_the_token_count():
     split = torch.cat([split, torch.full((1, 1), VIDEO_ID)], 1)
     with pytest.raises(InputError, match="contiguous"):
         adapter.find_video(split, 2)
+
+
+def _captured_context(model, inputs):
+    """The PrefillContext the runtime builds, caught from a method's plan()."""
+    import adatp
+    from adatp.methods.adatp import AdaTP
+
+    seen = {}
+    original = AdaTP.plan
+
+    def spy(self, ctx):
+        seen["ctx"] = ctx
+        return original(self, ctx)
+
+    AdaTP.plan = spy
+    try:
+        with adatp.prune(model, "adatp", retention=0.5), torch.no_grad():
+            model(**inputs)
+    finally:
+        AdaTP.plan = original
+    return seen["ctx"]
+
+
+def test_global_feature_is_the_patch_mean_for_towers_without_cls():
+    from tests.runtime.conftest import make_inputs
+
+    model, inputs = build_tiny(), make_inputs(num_frames=4)
+    assert get_adapter(model).global_feature == "patch_mean"
+    ctx = _captured_context(model, inputs)
+    cfg = model.config
+    with torch.no_grad():
+        out = model.model.vision_tower(inputs["pixel_values_videos"][0], output_hidden_states=True)
+    patches = out.hidden_states[cfg.vision_feature_layer]  # "full": every token goes to the projector
+    assert torch.allclose(ctx.frame_features, patches.float().mean(1), atol=1e-6)
+
+
+def _tiny_with_cls_tower():
+    """The tiny model with a CLIP tower (a CLS token, then 8x8 patches) and the "default" strategy."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    from tests.runtime.conftest import IMAGE_ID, VOCAB
+
+    cfg = LlavaOnevisionConfig(
+        text_config=dict(
+            model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=4096,
+        ),
+        vision_config=dict(
+            model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, image_size=112, patch_size=14, projection_dim=32,
+        ),
+        image_token_index=IMAGE_ID,
+        video_token_index=VIDEO_ID,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return LlavaOnevisionForConditionalGeneration(cfg).eval()
+
+
+def test_global_feature_is_the_cls_token_when_the_strategy_drops_it():
+    from tests.runtime.conftest import make_inputs
+
+    model = _tiny_with_cls_tower()
+    inputs = make_inputs(num_frames=4)  # 8x8 patches pool to 4x4, as with the SigLIP tiny tower
+    adapter = get_adapter(model)
+    assert adapter.global_feature == "cls"
+    ctx = _captured_context(model, inputs)
+    with torch.no_grad():
+        out = model.model.vision_tower(inputs["pixel_values_videos"][0], output_hidden_states=True)
+    cls = out.hidden_states[-1][:, 0]
+    assert ctx.frame_features.shape == (4, 32)
+    assert torch.allclose(ctx.frame_features, cls.float(), atol=1e-6)
+    assert not torch.allclose(ctx.frame_features, out.hidden_states[-1][:, 1:].float().mean(1), atol=1e-3)
