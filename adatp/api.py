@@ -83,7 +83,9 @@ def prune(
         retention: final fraction of visual tokens; scales the schedule's shape (D8).
         flops_ratio: visual-only FLOPs target against vanilla; scales the shape per input (D8).
         schedule: explicit (layer, retention) stages, or a string "0:.75,2:.35,14:.2".
-        relevance: "uniform" (default when None), "siglip:DIR", or a scorer object.
+        relevance: None (the model's own trained scorer when its directory ships one, else
+            uniform with a warning in the report), "uniform", "siglip:DIR", "model[:DIR]", or a
+            scorer object.
         tokenizer: reads the question for the relevance scorer; by default loaded from
             ``model.name_or_path`` when a scorer is given.
         time_overhead: measure pruning overhead (synchronises the device; benchmarks only).
@@ -107,7 +109,7 @@ def prune(
     if schedule is not None:
         schedule = validate_schedule(schedule, num_layers)
     pruning_method = build_method(method, schedule=schedule, retention=retention, flops_ratio=flops_ratio, **method_options)
-    scorer = build_scorer(relevance)
+    scorer = build_scorer(relevance, getattr(model, "name_or_path", None) or None)
     if scorer is not None and tokenizer is None:
         tokenizer = _tokenizer_for(model)
     runtime = PruningRuntime(model, adapter, pruning_method, scorer=scorer, tokenizer=tokenizer, time_overhead=time_overhead)

@@ -69,14 +69,32 @@ class SiglipRelevance:
         return vm.head(vm.post_layernorm(x)).float()
 
 
-def build_scorer(spec: str | RelevanceScorer | None) -> RelevanceScorer | None:
-    """``None``/"uniform" -> None; "siglip:DIR" -> SiglipRelevance; a scorer object -> itself."""
-    if spec is None or spec == "uniform":
+def build_scorer(spec: str | RelevanceScorer | None, model_dir: str | Path | None = None) -> RelevanceScorer | None:
+    """The scorer named by ``spec``.
+
+    ``None``: the model's own trained scorer when ``model_dir`` ships one, else None (uniform);
+    "uniform" -> None; "siglip:DIR" -> SiglipRelevance; "model" -> the scorer in ``model_dir``
+    (``model:DIR`` names another directory); a scorer object -> itself.
+    """
+    from adatp.relevance.trained import has_trained_scorer, load_trained_scorer
+
+    if spec is None:
+        if model_dir is not None and Path(model_dir).is_dir() and has_trained_scorer(model_dir):
+            return load_trained_scorer(model_dir)
+        return None
+    if spec == "uniform":
         return None
     if isinstance(spec, str):
         if spec.startswith("siglip:"):
             return SiglipRelevance(spec.split(":", 1)[1])
-        raise ConfigError(f"unknown relevance scorer {spec!r}; use 'uniform', 'siglip:DIR' or a scorer object")
+        if spec == "model" or spec.startswith("model:"):
+            directory = spec.split(":", 1)[1] if ":" in spec else model_dir
+            if directory is None:
+                raise ConfigError("relevance 'model' needs the model's directory (model.name_or_path is empty)")
+            return load_trained_scorer(directory)
+        raise ConfigError(
+            f"unknown relevance scorer {spec!r}; use 'uniform', 'siglip:DIR', 'model[:DIR]' or a scorer object"
+        )
     if isinstance(spec, RelevanceScorer):
         return spec
     raise ConfigError(f"a relevance scorer needs embed_text() and embed_frames(); got {type(spec).__name__}")
