@@ -162,7 +162,7 @@ def capture_attention(
                     module, hidden, position_embeddings, query_rows, apply_rope=not pre_rope
                 )
                 probs = query_row_attention(q, k, query_rows, scaling)  # (L,) fp32
-            maps[index] = probs[visual_rows].reshape(layout.num_frames, layout.grid_h, layout.grid_w).cpu()
+            maps[index] = probs[visual_rows].reshape(layout.num_frames, layout.grid_h, layout.grid_w)
             if index == last:
                 raise _StopForward
 
@@ -184,7 +184,7 @@ def capture_attention(
         raise UnsupportedModelError(f"decoder layers {missing} were never called during the forward pass")
     return AttentionMaps(
         layers=chosen,
-        maps=torch.stack([maps[i] for i in chosen]),
+        maps=torch.stack([maps[i] for i in chosen]).cpu(),  # one copy to the host, after the pass
         layout=layout,
         span=span,
         num_query_rows=int(query_rows.shape[0]),

@@ -59,7 +59,7 @@ def attention(
         return
     rope = "pre-RoPE" if pre_rope else "with RoPE"
     table = Table(title=f"attention bias per layer ({rope}; {payload['query_rows']} query rows)")
-    for name in ("layer", "visual mass", "end-bias", "top end-bias", "concentration", "repeat ratio", "repeated pos."):
+    for name in ("layer", "visual mass", "end-bias", "top end-bias", "conc.", "repeat", "rep. pos."):
         table.add_column(name, justify="right")
     for r in payload["layers"]:
         top = r["top"]
@@ -98,7 +98,7 @@ def kept(
         out.print_json(json.dumps(payload))
         return
     table = Table(title=f"kept tokens at visual FLOPs ratio {flops_ratio}")
-    for name in ("method", "layer", "kept", "end-bias", "concentration", "repeat ratio", "repeated pos."):
+    for name in ("method", "layer", "kept", "end-bias", "conc.", "repeat", "rep. pos."):
         table.add_column(name, justify="right")
     for method, info in payload["methods"].items():
         for s in info["stages"]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adatp.analysis.bias import CLASS_NAMES, END, END_AND_REPEATED, OTHER, REPEATED
+from adatp.analysis.bias import END, END_AND_REPEATED, OTHER, REPEATED
 from adatp.errors import ConfigError, InputError
 
 DPI = 100
@@ -150,6 +150,8 @@ def plot_frame_curves(
     end_frames: int | None = None,
 ) -> Path:
     """One line per entry over frame index; the end frames (global-bias zone) shaded; y = 1 dashed."""
+    from matplotlib.ticker import MaxNLocator
+
     if not curves:
         raise InputError("no curves to plot")
     fig = _figure(*curves_size())
@@ -163,6 +165,7 @@ def plot_frame_curves(
         ax.axvspan(num_frames - end_frames - 0.5, num_frames - 0.5, color="red", alpha=0.08, linewidth=0)
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlim(-0.5, num_frames - 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("frame")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -174,12 +177,15 @@ def plot_layer_indices(
     layers: Sequence[int], series: Mapping[str, Sequence[float]], path: str | Path, title: str
 ) -> Path:
     """Bias indices over layers (one line per index), with the no-bias reference lines."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(*curves_size())
     ax = fig.add_axes((0.09, 0.12, 0.70, 0.78))
     for colour, (name, values) in zip(_colours(len(series)), series.items()):
         ax.plot(list(layers), list(values), color=colour, marker="o", markersize=3, linewidth=1.3, label=name)
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
     ax.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("decoder layer (input)")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
@@ -218,7 +224,7 @@ def plot_position_maps(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name, fontsize=8, pad=2)
-    cax = fig.add_axes(((width - 60) / width, 0.1, 14 / width, 0.75 * (height - HEADER_PX) / height))
+    cax = fig.add_axes(((cols * panel_px + 6) / width, 0.1, 14 / width, 0.75 * (height - HEADER_PX) / height))
     fig.colorbar(image, cax=cax)
     fig.text(0.005, 1 - 8 / height, title, fontsize=9, va="top", ha="left")
     return _save(fig, path)

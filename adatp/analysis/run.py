@@ -132,10 +132,10 @@ def analyze_attention(
         "indices": plots.plot_layer_indices(
             maps.layers,
             {
-                "end-bias index (attention mass)": [r.end_bias_index for r in results],
-                "end-bias index (top tokens)": [r.top.end_bias_index for r in results],
-                "position concentration (top tokens)": [r.top.position_concentration for r in results],
-                "repeat ratio (top tokens)": [r.top.repeat_ratio for r in results],
+                "end-bias (mass)": [r.end_bias_index for r in results],
+                "end-bias (top)": [r.top.end_bias_index for r in results],
+                "concentration (top)": [r.top.position_concentration for r in results],
+                "repeat ratio (top)": [r.top.repeat_ratio for r in results],
             },
             out / "bias_by_layer.png",
             f"attention bias per layer ({rope}); no bias: end-bias 1, concentration 0, repeat ratio 1",
