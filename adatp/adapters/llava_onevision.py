@@ -103,7 +103,8 @@ class LlavaOnevisionAdapter(ModelAdapter):
     def vision_dims(self) -> VisionDims:
         v = self.model.config.vision_config
         p = v.image_size // v.patch_size
-        return VisionDims(v.hidden_size, v.intermediate_size, v.num_hidden_layers, p * p)
+        intermediate = getattr(v, "intermediate_size", None) or int(v.hidden_size * v.mlp_ratio)  # DINOv2: mlp_ratio
+        return VisionDims(v.hidden_size, intermediate, v.num_hidden_layers, p * p)
 
     def pooled_grid(self) -> int:
         """ceil(p / 2): the side of the pooled per-frame grid (``apply_pooling``)."""
