@@ -2,6 +2,108 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from adatp.errors import ConfigError
+
 app = typer.Typer(name="eval", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+POSITION_COLUMNS = ("start", "middle", "end")
+
+
+def _floats(text: str | None, name: str) -> list[float]:
+    if text is None:
+        return []
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def default_model_dir() -> Path:
+    """adatp-tiny, the built-in default (built on first use)."""
+    from adatp.organism.build import adatp_tiny_dir
+
+    return adatp_tiny_dir()
+
+
+@app.command()
+def needle(
+    model: Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")] = None,
+    method: Annotated[str | None, typer.Option(help="one method")] = None,
+    methods: Annotated[str | None, typer.Option(help='comma-separated methods, or "all"')] = None,
+    flops_ratio: Annotated[float | None, typer.Option(help="visual FLOPs target vs vanilla, in (0, 1]")] = None,
+    flops_ratios: Annotated[str | None, typer.Option(help="several targets: .5,.273,.1")] = None,
+    retention: Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")] = None,
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    count: Annotated[int, typer.Option(help="items to evaluate")] = 100,
+    start: Annotated[int, typer.Option(help="first item index")] = 0,
+    out: Annotated[Path, typer.Option(help="results directory (JSONL per run, resumable)")] = Path("results/needle"),
+    plot: Annotated[Path | None, typer.Option(help="write accuracy vs FLOPs ratio as this PNG")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from adatp.eval.harness import build_specs, run_needle, summarize, summary_to_dict
+    from adatp.methods.base import available_methods
+
+    if method and methods:
+        raise ConfigError("give --method or --methods, not both")
+    names = [method] if method else (available_methods() if methods == "all" else [m for m in (methods or "").split(",") if m])
+    if not names:
+        raise ConfigError("give --method M or --methods a,b,c (or all)")
+    ratios = ([flops_ratio] if flops_ratio is not None else []) + _floats(flops_ratios, "--flops-ratios")
+    if ratios and retention is not None:
+        raise ConfigError("give flops ratio(s) or --retention, not both")
+    specs = build_specs(names, ratios, [retention] if retention is not None else [])
+    model_dir = model if model is not None else default_model_dir()
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task(f"needle {split} x {len(specs)} runs", total=count)
+        run = run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out,
+                         on_item=lambda: progress.advance(task))
+    summaries = {spec: summarize(rows) for spec, rows in run.results.items()}
+    if as_json:
+        payload = {"model": str(model_dir), "split": split, "count": count,
+                   "runs": [{"method": s.method, **s.options, "results_file": str(run.path(s)), **summary_to_dict(v)}
+                            for s, v in summaries.items()],
+                   "skipped": [{"method": s.method, **s.options, "reason": why} for s, why in run.skipped.items()]}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _print_table(summaries, model_dir, split)
+        for spec, why in run.skipped.items():
+            console.print(f"[yellow]skipped[/] {spec.label}: {why}")
+    if plot is not None:
+        from adatp.eval.plots import plot_accuracy_vs_flops
+
+        console.print(f"plot: {plot_accuracy_vs_flops(summaries, plot)}")
+
+
+def _print_table(summaries, model_dir: Path, split: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    kinds = sorted({k for s in summaries.values() for k in s["by_kind"]})
+    table = Table(title=f"needle-in-video, {split} split, {model_dir.name} (accuracy %, 95% Wilson interval)")
+    for col in ["method", "FLOPs (visual)", "kept", "overall", *POSITION_COLUMNS, *kinds]:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for spec, s in summaries.items():
+        kept = "-" if s["kept_final"] is None else f"{s['kept_final']:.0f}"
+        cells = [spec.label, f"{s['flops_visual_ratio']:.3f}", kept, _acc(s["overall"])]
+        cells += [_acc(s["by_position"].get(p)) for p in POSITION_COLUMNS]
+        cells += [_acc(s["by_kind"].get(k)) for k in kinds]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _acc(a) -> str:
+    if a is None or not a.total:
+        return "-"
+    return f"{100 * a.value:.1f} [{100 * a.low:.0f}-{100 * a.high:.0f}]"

@@ -1,7 +1,67 @@
-"""``adatp organism ...`` commands (registered on the main app in :mod:`adatp.cli`)."""
+"""``adatp organism ...``: build adatp-tiny, and reproduce its trained weights."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(name="organism", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _steps():
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console, (lambda text: console.print(f"[dim]·[/] {text}"))
+
+
+@app.command()
+def build(
+    cache_dir: Annotated[Path | None, typer.Option(help="cache directory (default $ADATP_CACHE or ~/.cache/adatp)")] = None,
+    base: Annotated[bool, typer.Option(help="only the base model (untrained projector)")] = False,
+) -> None:
+    """Build (or find) adatp-tiny and print its directory."""
+    from adatp.organism.build import adatp_tiny_dir, base_model_dir
+
+    _, step = _steps()
+    path = base_model_dir(cache_dir, step=step) if base else adatp_tiny_dir(cache_dir, step=step)
+    typer.echo(str(path))
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="where the trained weights go (the package ships adatp/organism/weights)")] = Path("adatp/organism/weights"),
+    steps: Annotated[int, typer.Option(help="training items (one per step)")] = 480,
+    seed: Annotated[int, typer.Option(help="seed of everything random")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (fixed, for bit-for-bit results)")] = 2,
+    log: Annotated[Path | None, typer.Option(help="JSONL log of every step")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache directory of the base model")] = None,
+) -> None:
+    """Train the projector and relevance scorer on the needle train split (about 50 min on 2 CPU cores)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from adatp.organism.build import base_model_dir
+    from adatp.organism.train import TrainConfig, train as run_training
+
+    console, step = _steps()
+    model_dir = base_model_dir(cache_dir, seed=0, step=step)
+    cfg = TrainConfig(seed=seed, steps=steps, threads=threads)
+    sink = open(log, "a", encoding="utf-8") if log else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("training the projector", total=steps)
+
+        def on_log(row: dict) -> None:
+            if sink:
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+            if "step" in row:
+                progress.update(task, advance=1, description=f"training the projector (loss {row['loss']:.2f})")
+
+        summary = run_training(model_dir, out, cfg, log=on_log)
+    if sink:
+        sink.close()
+    typer.echo(json.dumps(summary, indent=2))

@@ -84,15 +84,19 @@ def write_synthetic_video(
         raise ConfigError(f"yuv420p needs an even frame size, got (H, W) = {(height, width)}")
     if not isinstance(fps, (int, Fraction)) or isinstance(fps, bool) or fps <= 0:
         raise ConfigError(f"fps must be a positive int or Fraction, got {fps!r}")
-    frames = make_synthetic_frames(num_frames, (height, width), seed, scenes)
+    return write_frames(path, make_synthetic_frames(num_frames, (height, width), seed, scenes), fps)
+
+
+def write_frames(path: str | os.PathLike[str], frames: np.ndarray, fps: int | Fraction = 8) -> Path:
+    """Encode (T, H, W, 3) uint8 RGB frames (even H, W) to ``path``, atomically (see above)."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
-        _encode(partial, frames, Fraction(fps))
+        _encode(partial, np.ascontiguousarray(frames), Fraction(fps))
         os.replace(partial, path)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"could not write the synthetic video {str(path)!r}: {exc}") from None
+        raise VideoError(f"could not write the video {str(path)!r}: {exc}") from None
     finally:
         partial.unlink(missing_ok=True)
     return path

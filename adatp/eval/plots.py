@@ -1,0 +1,43 @@
+"""Accuracy against FLOPs ratio, one line per method (matplotlib, the ``analysis`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adatp.errors import ConfigError
+
+
+def plot_accuracy_vs_flops(summaries: dict, path: str | Path) -> Path:
+    """``summaries``: RunSpec -> summarize() result. Vanilla ("none") is a horizontal reference."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError('plots need matplotlib: pip install "adatp[analysis]"') from None
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for spec, s in summaries.items():
+        acc = s["overall"]
+        lines.setdefault(spec.method, []).append((s["flops_visual_ratio"], acc.value, acc.low, acc.high))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for method, points in sorted(lines.items()):
+        points.sort()
+        x = [p[0] for p in points]
+        y = [100 * p[1] for p in points]
+        err = [[100 * (p[1] - p[2]) for p in points], [100 * (p[3] - p[1]) for p in points]]
+        if method == "none":
+            ax.axhline(y[0], color="black", linestyle="--", linewidth=1, label="none (vanilla)")
+            continue
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+    ax.set_xlabel("visual FLOPs ratio vs vanilla")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,32 @@
+import math
+
+import pytest
+
+from adatp.eval.stats import accuracy, grouped_accuracy, wilson_interval
+
+
+@pytest.mark.parametrize(
+    "correct, total, low, high",
+    [
+        (0, 10, 0.0, 0.27753),  # Wilson (z=1.96) values from the closed form, checked by hand
+        (10, 10, 0.72247, 1.0),
+        (5, 10, 0.23659, 0.76341),
+        (81, 100, 0.72220, 0.87495),
+    ],
+)
+def test_wilson_interval_known_values(correct, total, low, high):
+    lo, hi = wilson_interval(correct, total)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def test_wilson_edge_cases():
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(5, 4)
+
+
+def test_grouped_accuracy():
+    rows = [{"kind": "a", "correct": True}, {"kind": "a", "correct": False}, {"kind": "b", "correct": True}]
+    groups = grouped_accuracy(rows, "kind")
+    assert (groups["a"].correct, groups["a"].total, groups["b"].value) == (1, 2, 1.0)
+    assert accuracy([True, True, False]).value == pytest.approx(2 / 3)
