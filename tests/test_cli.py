@@ -112,4 +112,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case, tiny_model_dir, clip, t
 def test_methods_lists_the_registered_methods():
     res = run_cli("methods")
     assert res.returncode == 0
-    assert {"adatp", "fastv", "none", "random"} <= set(res.stdout.split())
+    words = set(res.stdout.split())
+    assert {"adatp", "fastv", "none", "random", "uniform-frames", "visionzip", "dycoke", "prunevid", "framefusion",
+            "fastvid", "vidcom2"} <= words
+    assert "k=2" in words  # FastV's own option and its official default

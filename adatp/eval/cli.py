@@ -36,14 +36,15 @@ def needle(
     model: Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")] = None,
     method: Annotated[str | None, typer.Option(help="one method")] = None,
     methods: Annotated[str | None, typer.Option(help='comma-separated methods, or "all"')] = None,
-    flops_ratio: Annotated[float | None, typer.Option(help="visual FLOPs target vs vanilla, in (0, 1]")] = None,
-    flops_ratios: Annotated[str | None, typer.Option(help="several targets: .5,.273,.1")] = None,
+    flops_ratio: Annotated[str | None, typer.Option(help="visual FLOPs target(s) vs vanilla, in (0, 1]: .273 or .5,.273,.1")] = None,
+    flops_ratios: Annotated[str | None, typer.Option(help="alias of --flops-ratio")] = None,
     retention: Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")] = None,
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
     count: Annotated[int, typer.Option(help="items to evaluate")] = 100,
     start: Annotated[int, typer.Option(help="first item index")] = 0,
     out: Annotated[Path, typer.Option(help="results directory (JSONL per run, resumable)")] = Path("results/needle"),
     plot: Annotated[Path | None, typer.Option(help="write accuracy vs FLOPs ratio as this PNG")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="also write the table as Markdown to this file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
@@ -58,7 +59,7 @@ def needle(
     names = [method] if method else (available_methods() if methods == "all" else [m for m in (methods or "").split(",") if m])
     if not names:
         raise ConfigError("give --method M or --methods a,b,c (or all)")
-    ratios = ([flops_ratio] if flops_ratio is not None else []) + _floats(flops_ratios, "--flops-ratios")
+    ratios = _floats(flops_ratio, "--flops-ratio") + _floats(flops_ratios, "--flops-ratios")
     if ratios and retention is not None:
         raise ConfigError("give flops ratio(s) or --retention, not both")
     specs = build_specs(names, ratios, [retention] if retention is not None else [])
@@ -80,6 +81,10 @@ def needle(
         _print_table(summaries, model_dir, split)
         for spec, why in run.skipped.items():
             console.print(f"[yellow]skipped[/] {spec.label}: {why}")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(markdown_table(summaries, run.skipped, model_dir, split, count, start))
+        console.print(f"markdown: {markdown}")
     if plot is not None:
         from adatp.eval.plots import plot_accuracy_vs_flops
 
@@ -101,6 +106,23 @@ def _print_table(summaries, model_dir: Path, split: str) -> None:
         cells += [_acc(s["by_kind"].get(k)) for k in kinds]
         table.add_row(*cells)
     Console().print(table)
+
+
+def markdown_table(summaries, skipped, model_dir: Path, split: str, count: int, start: int) -> str:
+    """The same table as the terminal's, as Markdown (for results files)."""
+    kinds = sorted({k for s in summaries.values() for k in s["by_kind"]})
+    cols = ["method", "FLOPs (visual)", "kept", "overall", *POSITION_COLUMNS, *kinds]
+    lines = [f"needle-in-video, {split} split, items {start}-{start + count - 1}, {model_dir.name}: "
+             "accuracy % [95% Wilson interval]", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for spec, s in summaries.items():
+        kept = "-" if s["kept_final"] is None else f"{s['kept_final']:.0f}"
+        cells = [spec.label, f"{s['flops_visual_ratio']:.3f}", kept, _acc(s["overall"])]
+        cells += [_acc(s["by_position"].get(p)) for p in POSITION_COLUMNS]
+        cells += [_acc(s["by_kind"].get(k)) for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    for spec, why in skipped.items():
+        lines.append(f"\nskipped {spec.label}: {why}")
+    return "\n".join(lines) + "\n"
 
 
 def _acc(a) -> str:

@@ -55,8 +55,8 @@ def _cli(*args):
 
 def test_eval_needle_cli_end_to_end(tiny_model_dir, tmp_path):
     res = _cli("eval", "needle", "--model", str(tiny_model_dir), "--methods", "none,adatp,fastv",
-               "--flops-ratios", ".5,.3", "--split", "validation", "--count", "2", "--out", str(tmp_path), "--json",
-               "--plot", str(tmp_path / "acc.png"))
+               "--flops-ratio", ".5,.3", "--split", "validation", "--count", "2", "--out", str(tmp_path), "--json",
+               "--plot", str(tmp_path / "acc.png"), "--markdown", str(tmp_path / "table.md"))
     assert res.returncode == 0, res.stderr
     payload = json.loads(res.stdout)
     assert [(r["method"], r.get("flops_ratio")) for r in payload["runs"]] == [
@@ -66,6 +66,10 @@ def test_eval_needle_cli_end_to_end(tiny_model_dir, tmp_path):
     assert "out of reach" in payload["skipped"][0]["reason"]
     assert all(r["overall"]["total"] == 2 for r in payload["runs"])
     assert (tmp_path / "acc.png").stat().st_size > 1000
+    table = (tmp_path / "table.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in table if line.startswith("| ") and "---" not in line][1:] == [
+        "| none", "| adatp @ flops ratio 0.5", "| adatp @ flops ratio 0.3", "| fastv @ flops ratio 0.5"]
+    assert "skipped fastv" in table[-1]
 
 
 @pytest.mark.parametrize(
