@@ -171,46 +171,106 @@ def generate(
     _print_result(result, as_json)
 
 
+DEMO_ITEM = ("test", 5)  # a needle test item: "what colour", the event in the middle of the clip
+
+
 @app.command()
 def demo(
-    frames: Annotated[int, typer.Option(help="frames sampled from the demo clip")] = 16,
-    flops_ratio: Annotated[float, typer.Option(help="AdaTP's FLOPs target vs vanilla")] = 0.273,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate")] = 16,
-    cache_dir: Annotated[Path | None, typer.Option(help="where the demo model and clip are built")] = None,
+    flops_ratio: Annotated[float, typer.Option(help="AdaTP's visual FLOPs target vs vanilla")] = 0.273,
+    item: Annotated[int, typer.Option(help="needle-in-video test item to ask about")] = DEMO_ITEM[1],
+    cache_dir: Annotated[Path | None, typer.Option(help="cache for the model and the clip")] = None,
+    picture_dir: Annotated[Path | None, typer.Option("--out", help="where the kept-token picture goes (default: the cache)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
-    """The main job on the built-in default: prune, answer, compare with vanilla."""
-    from adatp.models.tiny import tiny_model_dir
-    from adatp.video.synthetic import write_synthetic_video
+    """The main job on the built-in default: adatp-tiny answers a question about a real video,
+    vanilla and AdaTP-pruned side by side, with kept tokens, FLOPs and measured prefill time."""
+    from adatp.ops.schedule import check_fraction
 
-    note = (
-        "built-in default: a TINY LLaVA-OneVision with RANDOM weights, built by adatp itself "
-        "(no real checkpoint can be downloaded here); its answers are meaningless. It shows the "
-        "pipeline, the kept tokens, FLOPs and measured prefill time, not accuracy."
-    )
-    console.print(f"[bold yellow]note:[/] {note}")
+    check_fraction("--flops-ratio", flops_ratio)
+    result, info = _demo_run(flops_ratio, item, cache_dir, picture_dir)
+    _print_result(result, as_json, info)
+    if not as_json:
+        out.print(f"  correct answer: {info['correct_answer']}")
+        out.print(f"  kept tokens drawn on the frames: {info['kept_picture']}")
+
+
+def _demo_run(flops_ratio: float, index: int, cache_dir: Path | None, picture_dir: Path | None):
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from adatp.eval.needle import make_item
+    from adatp.inputs import prepare_inputs
+    from adatp.models.tiny import default_cache_dir
+    from adatp.organism.build import adatp_tiny_dir
+    from adatp.pipeline import answer_question, load_model
+    from adatp.video import read_video
+    from adatp.video.synthetic import write_frames
+
+    hf_logging.disable_progress_bar()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     with _progress() as progress:
-        task = progress.add_task("building the demo model and clip (first run only)", total=None)
-        model_dir = tiny_model_dir(cache_dir=cache_dir)
-        clip = model_dir.parent / "adatp-demo-clip.mp4"
-        if not clip.exists():
-            write_synthetic_video(clip, num_frames=48, seed=0)
+        task = progress.add_task("adatp-tiny (first run: download and convert its parts)", total=None)
+        model_dir = adatp_tiny_dir(cache, step=lambda text: progress.update(task, description=text))
+        progress.update(task, description="writing the demo clip")
+        sample = make_item(DEMO_ITEM[0], index, cache_dir=cache)
+        clip = cache / "demo" / f"needle-{sample.item_id}.mp4"
+        if not clip.is_file():
+            write_frames(clip, sample.frames, fps=8)
+        progress.update(task, description="loading adatp-tiny")
+        model = load_model(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        frames = read_video(clip, num_frames=sample.frames.shape[0])
+        inputs = prepare_inputs(model_dir, frames, sample.prompt())
         progress.remove_task(task)
-    question = "What colour is the shape that moves across the screen?"
-    console.print(f"model: {model_dir}\nvideo: {clip}\nquestion: {question}")
-    result = _run_question(
-        model_dir, clip, question, "adatp", {"flops_ratio": flops_ratio}, frames, max_new_tokens, True, "float32", "cpu"
-    )
-    _print_result(result, as_json, {"note": note, "model": str(model_dir), "video": str(clip), "question": question})
+        decode = progress.add_task("vanilla and AdaTP: vision + prefill + decode", total=2 * 4)
+        result = answer_question(
+            model, tokenizer, inputs, method="adatp", prune_options={"flops_ratio": flops_ratio},
+            max_new_tokens=4, compare=True, on_token=lambda: progress.advance(decode),
+        )
+    picture = _kept_picture(frames, result.pruned.report, (picture_dir or cache / "demo") / "demo-kept-tokens.png")
+    info = {
+        "model": str(model_dir), "video": str(clip), "question": sample.prompt(),
+        "correct_answer": f"{sample.answer_letter}. {sample.choices[sample.answer]}", "kept_picture": str(picture),
+    }
+    console.print(f"model: {model_dir} (adatp-tiny: DINOv2-S/14 + SmolLM2-135M-Instruct, trained projector)")
+    console.print(f"video: {clip} (needle-in-video {sample.item_id})\nquestion: {sample.prompt()}")
+    return result, info
+
+
+def _kept_picture(frames, report, path: Path) -> Path:
+    """The last stage's kept tokens on the frames, coloured as in the paper's Figure 1."""
+    import torch
+
+    from adatp.analysis.bias import classify_tokens
+    from adatp.analysis.plots import draw_token_frames
+
+    mask = torch.zeros(report.num_visual, dtype=torch.bool)
+    mask[report.stages[-1].kept_indices.cpu()] = True
+    labels = classify_tokens(mask.reshape(report.num_frames, *report.grid))
+    title = (f"AdaTP keeps {int(mask.sum())} of {report.num_visual} visual tokens "
+             f"(visual FLOPs ratio {report.flops.visual_ratio:.3f})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return draw_token_frames(frames, labels, path, title=title)
 
 
 @app.command()
 def methods() -> None:
-    """List the registered pruning methods."""
-    from adatp.methods.base import available_methods
+    """List the registered pruning methods: the paper each follows, and its options."""
+    import dataclasses
+    import sys
 
+    from adatp.methods.base import TargetConfig, _METHODS, available_methods
+
+    shared = {f.name for f in dataclasses.fields(TargetConfig)}
+    table = Table(title="pruning methods (every one takes --flops-ratio, --retention or --schedule)", show_lines=True)
+    for col in ("method", "what it is", "own options (defaults)"):
+        table.add_column(col)
     for name in available_methods():
-        out.print(name)
+        cls = _METHODS[name]
+        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().split("\n\n")[0]
+        opts = [f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.config_class) if f.name not in shared]
+        table.add_row(name, " ".join(doc.split()), ", ".join(opts) or "-")
+    out.print(table)
 
 
 def _register_subcommands() -> None:

