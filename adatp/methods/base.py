@@ -143,6 +143,25 @@ class PruningMethod(ABC):
             StagePlan(k, r, tokens_for_retention(r, ctx.num_visual), None if k == 0 else scoring) for k, r in schedule
         ]
 
+    def pre_llm_stage(self, ctx: PrefillContext, needs_hidden: bool = False) -> list[StagePlan]:
+        """The single layer-0 stage of a method that compresses only before the LLM.
+
+        Raises ConfigError when the user's schedule puts a stage anywhere else.
+        """
+        stages = self.stages_for(ctx, scoring=None)
+        if len(stages) != 1 or stages[0].layer != 0:
+            raise ConfigError(
+                f"{self.name} compresses only before the LLM: its schedule must be one stage at layer 0, "
+                f"got layers {[s.layer for s in stages]}"
+            )
+        return [dataclasses.replace(stages[0], needs_hidden=needs_hidden)]
+
+    @staticmethod
+    def check_whole_video(name: str, alive: torch.Tensor, num_visual: int) -> None:
+        """Pre-LLM methods run once, on every visual token."""
+        if alive.shape[0] != num_visual:
+            raise ConfigError(f"{name} runs once, on the whole video ({num_visual} tokens), got {alive.shape[0]}")
+
     @abstractmethod
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
         """Prepare for one prompt (segments, budgets, ...) and return its stages in layer order."""

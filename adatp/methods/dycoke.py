@@ -134,14 +134,8 @@ class DyCoke(PruningMethod):
         return [(0, 1.0 - 0.75 * self.config.pruning_ratio)]
 
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        stages = self.stages_for(ctx, scoring=None)
-        if len(stages) != 1 or stages[0].layer != 0:
-            raise ConfigError(
-                f"dycoke merges tokens before the LLM (its decode-time KV pruning is not implemented): "
-                f"its schedule must be one stage at layer 0, got layers {[s.layer for s in stages]}"
-            )
-        self.tokens = ctx.tokens
-        return [StagePlan(s.layer, s.retention, s.budget, None, needs_hidden=True) for s in stages]
+        self.tokens = ctx.tokens  # decode-time KV pruning (DP) is not implemented: one stage at layer 0
+        return self.pre_llm_stage(ctx, needs_hidden=True)
 
     def select(
         self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
@@ -149,8 +143,7 @@ class DyCoke(PruningMethod):
         if stage.budget == alive.shape[0]:
             return alive
         t, c, _ = self.tokens.shape
-        if alive.shape[0] != t * c:
-            raise ConfigError("dycoke runs once, on the whole video")
+        self.check_whole_video(self.name, alive, t * c)
         tokens = hidden.reshape(t, c, -1) if hidden is not None else self.tokens
         kept, merge_into = temporal_merge(tokens, stage.budget)
         return Selection(alive[kept.to(alive.device)], merge_into.to(alive.device), None)

@@ -53,7 +53,6 @@ Deviations from the official code:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -275,9 +274,7 @@ class FastVID(PruningMethod):
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
         cfg = self.config
         layout = ctx.span.layout
-        stages = self.stages_for(ctx, scoring=None)
-        if len(stages) != 1 or stages[0].layer != 0:
-            raise ConfigError("FastVID prunes once before the LLM: its schedule must be one stage at layer 0")
+        stages = self.pre_llm_stage(ctx, needs_hidden=True)
         feats = ctx.frame_features if ctx.frame_features is not None else ctx.tokens.float().mean(1)
         self.frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
         self.per_frame = layout.tokens_per_frame
@@ -286,7 +283,7 @@ class FastVID(PruningMethod):
         self.tokens = ctx.tokens
         self.salient = salient_scores(ctx.tokens)
         self.segment_budgets: list[int] = []
-        return [dataclasses.replace(s, needs_hidden=True) for s in stages]
+        return stages
 
     def select(
         self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
@@ -294,8 +291,7 @@ class FastVID(PruningMethod):
         n = alive.numel()
         if stage.budget == n:
             return alive
-        if n != self.num_frames * self.per_frame:
-            raise ConfigError("FastVID prunes once before the LLM: it needs every visual token alive")
+        self.check_whole_video(self.name, alive, self.num_frames * self.per_frame)
         tokens = hidden.reshape(self.num_frames, self.per_frame, -1) if hidden is not None else self.tokens
         kept, merge_into, weights, self.segment_budgets = fastvid_selection(
             tokens,

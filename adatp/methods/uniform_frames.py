@@ -69,21 +69,14 @@ class UniformFrames(PruningMethod):
         return [(0, 0.5)]
 
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        stages = self.stages_for(ctx, scoring=None)
-        if len(stages) != 1 or stages[0].layer != 0:
-            raise ConfigError(
-                f"uniform-frames samples frames before the LLM: its schedule must be one stage at layer 0, "
-                f"got layers {[s.layer for s in stages]}"
-            )
         layout = ctx.span.layout
         self.num_frames, self.tokens_per_frame = layout.num_frames, layout.tokens_per_frame
-        return stages
+        return self.pre_llm_stage(ctx)
 
     def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
         if stage.budget == alive.shape[0]:
             return alive
-        if alive.shape[0] != self.num_frames * self.tokens_per_frame:
-            raise ConfigError("uniform-frames runs once, on the whole video")
+        self.check_whole_video(self.name, alive, self.num_frames * self.tokens_per_frame)
         return uniform_frame_tokens(self.num_frames, self.tokens_per_frame, stage.budget).to(alive.device)
 
     def describe(self) -> dict:

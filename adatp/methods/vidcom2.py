@@ -154,9 +154,7 @@ class VidCom2(PruningMethod):
         return [(0, 0.25)]  # official R_RATIO = 0.25
 
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        stages = self.stages_for(ctx, scoring=None)
-        if len(stages) != 1 or stages[0].layer != 0:
-            raise ConfigError("VidCom2 prunes once before the LLM: its schedule must be one stage at layer 0")
+        stages = self.pre_llm_stage(ctx)
         layout = ctx.span.layout
         self.num_frames, self.per_frame = layout.num_frames, layout.tokens_per_frame
         self.video_sim, self.frame_sim = vidcom2_similarities(ctx.tokens, self.config.channel_ratio)
@@ -168,8 +166,7 @@ class VidCom2(PruningMethod):
         n = alive.numel()
         if stage.budget == n:
             return alive
-        if n != self.num_frames * self.per_frame:
-            raise ConfigError("VidCom2 prunes once before the LLM: it needs every visual token alive")
+        self.check_whole_video(self.name, alive, self.num_frames * self.per_frame)
         self.budgets = frame_budgets(stage.budget, self.weights, self.per_frame)
         kept = vidcom2_keep(self.video_sim, self.frame_sim, self.budgets)
         return alive[kept.to(alive.device)]

@@ -164,15 +164,9 @@ class VisionZip(PruningMethod):
         return [(0, 0.25)]
 
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        stages = self.stages_for(ctx, scoring=None)
-        if len(stages) != 1 or stages[0].layer != 0:
-            raise ConfigError(
-                f"visionzip compresses before the LLM: its schedule must be one stage at layer 0, "
-                f"got layers {[s.layer for s in stages]}"
-            )
         self.tokens = ctx.tokens
         self.frame_budgets: list[int] = []
-        return [StagePlan(s.layer, s.retention, s.budget, None, needs_hidden=True) for s in stages]
+        return self.pre_llm_stage(ctx, needs_hidden=True)
 
     def select(
         self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
@@ -180,8 +174,7 @@ class VisionZip(PruningMethod):
         if stage.budget == alive.shape[0]:
             return alive
         t, c, d = self.tokens.shape
-        if alive.shape[0] != t * c:
-            raise ConfigError("visionzip runs once, on the whole video")
+        self.check_whole_video(self.name, alive, t * c)
         tokens = hidden.reshape(t, c, -1) if hidden is not None else self.tokens
         kept, merge_into, self.frame_budgets = zip_video(
             tokens, stage.budget, self.config.contextual_ratio, self.config.dominant_signal
