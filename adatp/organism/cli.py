@@ -42,7 +42,7 @@ def train(
     log: Annotated[Path | None, typer.Option(help="JSONL log of every step")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="cache directory of the base model")] = None,
 ) -> None:
-    """Train the projector, a LoRA and the relevance scorer on the needle train split (~35 min on 2 CPU cores)."""
+    """Train the projector, a LoRA and the relevance scorer on the needle train split (about 20 min on 2 CPU cores)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from adatp.organism.build import base_model_dir

@@ -114,10 +114,6 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
 
-    def delta(self) -> torch.Tensor:
-        """(out, in) weight update that merging adds to ``base.weight``."""
-        return (self.B @ self.A) * self.scale
-
 
 def add_lora(model, rank: int, alpha: float, seed: int) -> dict[str, LoRALinear]:
     """Wrap every LORA_TARGETS Linear of the language model; returns {weight name: wrapper}."""
