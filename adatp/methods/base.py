@@ -162,6 +162,16 @@ class PruningMethod(ABC):
         if alive.shape[0] != num_visual:
             raise ConfigError(f"{name} runs once, on the whole video ({num_visual} tokens), got {alive.shape[0]}")
 
+    def whole_video_tokens(
+        self, alive: torch.Tensor, hidden: torch.Tensor | None, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """(T, c, D) tokens a pre-LLM merging method works on: the stage's ``hidden`` (n, D) when the
+        runtime passed it, else ``tokens`` (the PrefillContext's projected tokens). Checks that every
+        visual token is alive."""
+        t, c, _ = tokens.shape
+        self.check_whole_video(self.name, alive, t * c)
+        return hidden.reshape(t, c, -1) if hidden is not None else tokens
+
     @abstractmethod
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
         """Prepare for one prompt (segments, budgets, ...) and return its stages in layer order."""

@@ -142,8 +142,6 @@ class DyCoke(PruningMethod):
     ) -> torch.Tensor | Selection:
         if stage.budget == alive.shape[0]:
             return alive
-        t, c, _ = self.tokens.shape
-        self.check_whole_video(self.name, alive, t * c)
-        tokens = hidden.reshape(t, c, -1) if hidden is not None else self.tokens
+        tokens = self.whole_video_tokens(alive, hidden, self.tokens)
         kept, merge_into = temporal_merge(tokens, stage.budget)
         return Selection(alive[kept.to(alive.device)], merge_into.to(alive.device), None)

@@ -291,8 +291,7 @@ class FastVID(PruningMethod):
         n = alive.numel()
         if stage.budget == n:
             return alive
-        self.check_whole_video(self.name, alive, self.num_frames * self.per_frame)
-        tokens = hidden.reshape(self.num_frames, self.per_frame, -1) if hidden is not None else self.tokens
+        tokens = self.whole_video_tokens(alive, hidden, self.tokens)
         kept, merge_into, weights, self.segment_budgets = fastvid_selection(
             tokens,
             self.salient.to(tokens.device),

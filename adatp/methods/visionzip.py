@@ -173,9 +173,7 @@ class VisionZip(PruningMethod):
     ) -> torch.Tensor | Selection:
         if stage.budget == alive.shape[0]:
             return alive
-        t, c, d = self.tokens.shape
-        self.check_whole_video(self.name, alive, t * c)
-        tokens = hidden.reshape(t, c, -1) if hidden is not None else self.tokens
+        tokens = self.whole_video_tokens(alive, hidden, self.tokens)
         kept, merge_into, self.frame_budgets = zip_video(
             tokens, stage.budget, self.config.contextual_ratio, self.config.dominant_signal
         )
