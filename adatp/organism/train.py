@@ -15,7 +15,11 @@ model learns the answer format. Three stages, each with warm-up and cosine decay
    generator, so this is cheap, direct supervision (seconds per hundred steps on cached DINOv2
    features). Then ``frame``: projector + newline + LoRA end to end, colour and shape questions on
    the single frame that holds the shape (64 visual tokens).
-3. ``clip``: the same parameters on full 16-frame items of every kind, as evaluated.
+3. ``window4``, ``window8``: colour and shape items cut to 4, then 8 consecutive frames around
+   the event (a curriculum: the model learns to find the shape's few tokens among more and more
+   background frames), then ``clip``: full 16-frame items of every kind, as evaluated. These
+   stages give the LoRA a higher rate (``clip_lora_lr``) than stage 2b: finding 4-9 tokens among
+   1,024 needs the attention itself to change; 100 clip steps at the stage-2b rate stayed at chance.
 
 The loss is the next-token cross-entropy of the answer letter. The relevance scorer
 (:class:`adatp.relevance.trained.TextFrameScorer`: question tokens -> the DINOv2 class-token space)
@@ -62,10 +66,13 @@ class TrainConfig:
     align_steps: int = 400  # stage 2a: projector-only minibatch steps (no language model)
     align_batch: int = 32  # frames per alignment step
     frame_steps: int = 400  # stage 2b: single event frame, colour and shape
-    steps: int = 100  # stage 3: full 16-frame items, every kind (one per step, batch 1)
+    window_frames: tuple[int, ...] = (4, 8)  # stage 3 curriculum: colour/shape items cut to these lengths
+    window_steps: int = 200  # steps per window length
+    steps: int = 250  # stage 3: full 16-frame items, every kind (one per step, batch 1)
     lr: float = 1e-3  # projector in the alignment stage 2a (no language model)
     tune_lr: float = 1e-4  # projector and newline end to end (stages 2b, 3); 1e-3 destroys the alignment
-    lora_lr: float = 5e-4  # stage 1; stages 2b and 3 use a tenth of it
+    lora_lr: float = 5e-4  # stage 1; stage 2b uses a tenth of it
+    clip_lora_lr: float = 2e-4  # stage 3 (windows and clips)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     warmup: int = 20
@@ -78,10 +85,32 @@ class TrainConfig:
     start_index: int = 0  # first train-split item of stage 3
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.threads, self.lora_rank) < 1 or min(self.text_steps, self.frame_steps, self.scorer_epochs) < 0:
-            raise ConfigError("steps, threads and lora_rank must be >= 1; text_steps, frame_steps, scorer_epochs >= 0")
-        if not (0 < self.lr < 1 and 0 < self.tune_lr < 1 and 0 < self.lora_lr < 1):
-            raise ConfigError(f"learning rates must be in (0, 1), got {self.lr} and {self.lora_lr}")
+        if min(self.steps, self.threads, self.lora_rank) < 1 or min(self.text_steps, self.frame_steps, self.window_steps,
+                                                                     self.scorer_epochs) < 0:
+            raise ConfigError("steps, threads and lora_rank must be >= 1; text_steps, frame_steps, window_steps, "
+                              "scorer_epochs >= 0")
+        rates = {"lr": self.lr, "tune_lr": self.tune_lr, "lora_lr": self.lora_lr, "clip_lora_lr": self.clip_lora_lr}
+        bad = {k: v for k, v in rates.items() if not 0 < v < 1}
+        if bad:
+            raise ConfigError(f"learning rates must be in (0, 1), got {bad}")
+        self.window_frames = tuple(int(n) for n in self.window_frames)
+        if any(not 1 <= n < 16 for n in self.window_frames):
+            raise ConfigError(f"window_frames must be lengths in [1, 16), got {self.window_frames}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.text_steps + self.align_steps + self.frame_steps + self.window_steps * len(self.window_frames) + self.steps
+
+    def early_stage_key(self) -> str:
+        """Hash of every setting that stages 1-2b depend on (the name of their cached result)."""
+        import hashlib
+
+        fields = ("seed", "text_steps", "align_items", "align_steps", "align_batch", "frame_steps", "lr", "tune_lr",
+                  "lora_lr", "lora_rank", "lora_alpha", "warmup", "weight_decay", "grad_clip", "threads")
+        from adatp.organism.build import FORMAT_VERSION
+
+        text = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True) + torch.__version__ + str(FORMAT_VERSION)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def letter_token_ids(tokenizer) -> list[int]:
@@ -255,6 +284,14 @@ def align_projector(model, model_dir: Path, tokenizer, projector: list[nn.Parame
                  "colour_acc": logits_c.argmax(1).eq(c_cls).float().mean().item(),
                  "shape_acc": logits_s.argmax(1).eq(s_cls).float().mean().item()})
 
+
+def event_window(n_frames: int, length: int, event_start: int, shift: int) -> slice:
+    """``length`` consecutive frames of ``n_frames`` that hold ``event_start``; the event sits
+    ``shift % length`` frames after the window's start where the clip allows it."""
+    first = min(max(event_start - shift % length, 0), n_frames - length)
+    return slice(first, first + length)
+
+
 def _stage(name: str, steps: int, groups: list[tuple[list[nn.Parameter], float]], cfg: TrainConfig, batch_for,
            model, letters, log) -> None:
     """One training stage: AdamW over ``groups`` (params, peak lr), warm-up + cosine, batch 1."""
@@ -280,8 +317,14 @@ def _stage(name: str, steps: int, groups: list[tuple[list[nn.Parameter], float]]
                  "lr_factor": round(factor, 6), "seconds": time.perf_counter() - t0})
 
 
-def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], None] | None = None):
-    """Run the three stages in place. Returns (LoRA wrappers, per-item scorer data from stage 3)."""
+def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], None] | None = None,
+                stage_cache: Path | None = None):
+    """Run the three stages in place. Returns (LoRA wrappers, per-item scorer data from stage 3).
+
+    With ``stage_cache`` (a directory), the parameters after stages 1-2b are saved there under
+    :meth:`TrainConfig.early_stage_key`, and a later run with the same early settings loads them
+    instead of training again: stage 3 then continues bit for bit as in one run (each stage starts
+    a fresh optimizer and draws nothing from the global random state)."""
     from transformers import AutoTokenizer
 
     from adatp.eval.needle import make_item
@@ -314,6 +357,14 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
     def grab_cls(module, args, output):
         captured["cls"] = output.hidden_states[layer][:, 0].detach()
 
+    def window_batch(length, first_item):
+        def batch(step):
+            k = first_item + step
+            item = make_item("train", 5 * k + k % 2)  # colour and shape items
+            window = event_window(item.frames.shape[0], length, item.events[0].start, shift=k * 7)
+            return item, prepare_inputs(model_dir, item.frames[window], item.prompt())
+        return batch
+
     def clip_batch(step):
         item = captured["item"] = make_item("train", cfg.start_index + step)
         return item, prepare_inputs(model_dir, item.frames, item.prompt())
@@ -328,13 +379,34 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
         if log:
             log(row)
 
-    _stage("text", cfg.text_steps, [(lora_params, cfg.lora_lr)], cfg, text_batch, model, letters, log)
-    align_projector(model, model_dir, tokenizer, projector, cfg, log)
-    groups = [(projector, cfg.tune_lr), (lora_params, cfg.lora_lr / 10)]
-    _stage("frame", cfg.frame_steps, groups, cfg, frame_batch, model, letters, log)
+    trained = {**{f"lora.{n}.A": m.A for n, m in lora.items()}, **{f"lora.{n}.B": m.B for n, m in lora.items()},
+               **projector_parameters(model)}
+    cached = Path(stage_cache) / f"early-stages-{cfg.early_stage_key()}.safetensors" if stage_cache else None
+    if cached is not None and cached.exists():
+        from safetensors.torch import load_file
+
+        state = load_file(cached)
+        with torch.no_grad():
+            for name, p in trained.items():
+                p.copy_(state[name])
+        if log:
+            log({"stage": "early stages loaded", "path": str(cached)})
+    else:
+        _stage("text", cfg.text_steps, [(lora_params, cfg.lora_lr)], cfg, text_batch, model, letters, log)
+        align_projector(model, model_dir, tokenizer, projector, cfg, log)
+        groups = [(projector, cfg.tune_lr), (lora_params, cfg.lora_lr / 10)]
+        _stage("frame", cfg.frame_steps, groups, cfg, frame_batch, model, letters, log)
+        if cached is not None:
+            from safetensors.torch import save_file
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_file({n: p.detach().clone().contiguous() for n, p in trained.items()}, cached)
+    groups = [(projector, cfg.tune_lr), (lora_params, cfg.clip_lora_lr)]
+    for j, length in enumerate(cfg.window_frames):  # items after stage 2b's, distinct per length
+        batch = window_batch(length, cfg.frame_steps + j * cfg.window_steps)
+        _stage(f"window{length}", cfg.window_steps, groups, cfg, batch, model, letters, log)
     hook = model.model.vision_tower.register_forward_hook(grab_cls)
     try:
-        groups = [(projector, cfg.tune_lr), (lora_params, cfg.lora_lr / 10)]
         _stage("clip", cfg.steps, groups, cfg, clip_batch, model, letters, clip_log)
     finally:
         hook.remove()
@@ -391,12 +463,12 @@ def train_scorer(scorer_data, vocab_size: int, feature_dim: int, cfg: TrainConfi
         if log and (epoch % 50 == 0 or epoch == cfg.scorer_epochs - 1):
             top = logits.argmax(1)
             hit = masks.gather(1, top[:, None]).mean()
-            log({"scorer_epoch": epoch, "loss": float(loss), "top_frame_is_event": float(hit)})
+            log({"scorer_epoch": epoch, "loss": loss.item(), "top_frame_is_event": float(hit)})
     return scorer.eval()
 
 
 def train(model_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = None,
-          log: Callable[[dict], None] | None = None) -> dict[str, Any]:
+          log: Callable[[dict], None] | None = None, stage_cache: str | Path | None = None) -> dict[str, Any]:
     """Train on ``model_dir`` (a LLaVA-OneVision directory, normally adatp-tiny-base) and write
     ``adatp_tiny_trained.safetensors`` (projector, newline, ``relevance.*``) and ``relevance.json``
     and ``train_config.json`` into ``out_dir``. Returns a summary."""
@@ -406,15 +478,21 @@ def train(model_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = 
     cfg = cfg or TrainConfig()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     torch.manual_seed(cfg.seed)
+    # Process-wide settings for bit-for-bit runs; put back afterwards (train() is also called in-process).
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa").eval()
-    t0 = time.perf_counter()
-    lora, scorer_data = train_model(model, model_dir, cfg, log)
-    projector_s = time.perf_counter() - t0
-    vocab = len(AutoTokenizer.from_pretrained(model_dir))
-    feature_dim = model.config.vision_config.hidden_size
-    scorer = train_scorer(scorer_data, vocab, feature_dim, cfg, log) if cfg.scorer_epochs else None
+    try:
+        model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa").eval()
+        t0 = time.perf_counter()
+        lora, scorer_data = train_model(model, model_dir, cfg, log, stage_cache)
+        projector_s = time.perf_counter() - t0
+        vocab = len(AutoTokenizer.from_pretrained(model_dir))
+        feature_dim = model.config.vision_config.hidden_size
+        scorer = train_scorer(scorer_data, vocab, feature_dim, cfg, log) if cfg.scorer_epochs else None
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
     tensors = {name: p.detach().clone().contiguous() for name, p in projector_parameters(model).items()}
     for name, module in lora.items():  # merged at build time: W += B A (scale folded into B)
         tensors[f"lora.{name}.A"] = module.A.detach().clone().contiguous()

@@ -56,6 +56,29 @@ def test_bad_training_settings():
         TrainConfig(steps=0)
     with pytest.raises(ConfigError):
         TrainConfig(lora_lr=0)
+    with pytest.raises(ConfigError, match="clip_lora_lr"):
+        TrainConfig(clip_lora_lr=1.5)
+    with pytest.raises(ConfigError, match="window_frames"):
+        TrainConfig(window_frames=(4, 16))
+
+
+def test_event_windows_hold_the_event_start_and_stay_inside_the_clip():
+    from adatp.organism.train import event_window
+
+    assert event_window(16, 4, event_start=7, shift=2) == slice(5, 9)  # event 2 frames into the window
+    assert event_window(16, 4, event_start=1, shift=3) == slice(0, 4)  # clamped at the start
+    assert event_window(16, 8, event_start=15, shift=0) == slice(8, 16)  # clamped at the end
+    for start in range(16):
+        for shift in range(20):
+            w = event_window(16, 8, start, shift)
+            assert w.stop - w.start == 8 and 0 <= w.start <= start < w.stop <= 16
+
+
+def test_early_stage_cache_key_follows_only_the_early_settings():
+    base = TrainConfig()
+    assert TrainConfig(steps=7, window_steps=3, clip_lora_lr=1e-3).early_stage_key() == base.early_stage_key()
+    assert TrainConfig(text_steps=599).early_stage_key() != base.early_stage_key()
+    assert TrainConfig(frame_steps=1).early_stage_key() != base.early_stage_key()
 
 
 def test_token_cover_and_covered_tokens_by_hand():
@@ -67,3 +90,22 @@ def test_token_cover_and_covered_tokens_by_hand():
     assert cover[2:].abs().sum() == 0
     marks = covered_tokens(cover, inside=0.6, outside=0.05)
     assert marks[0].tolist() == [0, -1, 1, 0] and marks[3].tolist() == [0, 0, 0, 0]
+
+
+def test_stage_cache_continues_bit_for_bit(tiny_model_dir, tmp_path):
+    """A run that loads stages 1-3 from the cache writes the same weights as one uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from adatp.organism.train import train
+
+    cfg = TrainConfig(text_steps=2, align_items=2, align_steps=2, align_batch=4, frame_steps=2, window_steps=1,
+                      steps=2, warmup=1, scorer_epochs=2, threads=1)
+    rows = []
+    train(tiny_model_dir, tmp_path / "plain", cfg)
+    train(tiny_model_dir, tmp_path / "first", cfg, stage_cache=tmp_path / "cache")
+    train(tiny_model_dir, tmp_path / "resumed", cfg, log=rows.append, stage_cache=tmp_path / "cache")
+    assert rows[0]["stage"] == "early stages loaded" and not any(r.get("stage") == "text" for r in rows)
+    plain, first, resumed = (load_file(tmp_path / d / "adatp_tiny_trained.safetensors") for d in ("plain", "first", "resumed"))
+    assert plain.keys() == resumed.keys()
+    assert all(torch.equal(plain[k], first[k]) and torch.equal(plain[k], resumed[k]) for k in plain)
+    assert any(not torch.equal(plain[k], torch.zeros_like(plain[k])) for k in plain if ".B" in k)
