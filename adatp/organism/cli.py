@@ -60,12 +60,16 @@ def train(
                   TimeRemainingColumn(), console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("training", total=cfg.total_steps)
 
+        last_step: dict[str, int] = {}  # the alignment stage logs every 50th step only
+
         def on_log(row: dict) -> None:
             if sink:
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
             if "step" in row:
-                progress.update(task, advance=1, description=f"training, stage {row['stage']} (loss {row['loss']:.2f})")
+                done = row["step"] - last_step.get(row["stage"], -1)
+                last_step[row["stage"]] = row["step"]
+                progress.update(task, advance=done, description=f"training, stage {row['stage']} (loss {row['loss']:.2f})")
 
         summary = run_training(model_dir, out, cfg, log=on_log, stage_cache=stage_cache)
     if sink:
