@@ -285,6 +285,12 @@ def align_projector(model, model_dir: Path, tokenizer, projector: list[nn.Parame
                  "shape_acc": logits_s.argmax(1).eq(s_cls).float().mean().item()})
 
 
+def colour_shape_index(k: int) -> int:
+    """The k-th colour-or-shape item of a split: kinds cycle with the index (colour at index % 5 == 0,
+    shape at == 1), so this alternates colour and shape questions."""
+    return 5 * k + k % 2
+
+
 def event_window(n_frames: int, length: int, event_start: int, shift: int) -> slice:
     """``length`` consecutive frames of ``n_frames`` that hold ``event_start``; the event sits
     ``shift % length`` frames after the window's start where the clip allows it."""
@@ -346,7 +352,7 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
         return item, text_inputs(tokenizer, describe_events(item) + "\n" + item.prompt())
 
     def frame_batch(step):
-        item = make_item("train", 5 * step + step % 2)  # colour (index % 5 == 0) and shape (== 1) items
+        item = make_item("train", colour_shape_index(step))
         first = item.events[0].start
         return item, prepare_inputs(model_dir, item.frames[first : first + 1], item.prompt())
 
@@ -360,7 +366,7 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
     def window_batch(length, first_item):
         def batch(step):
             k = first_item + step
-            item = make_item("train", 5 * k + k % 2)  # colour and shape items
+            item = make_item("train", colour_shape_index(k))
             window = event_window(item.frames.shape[0], length, item.events[0].start, shift=k * 7)
             return item, prepare_inputs(model_dir, item.frames[window], item.prompt())
         return batch
@@ -430,7 +436,7 @@ def answer_text_only(model_dir: str | Path, count: int = 60, split: str = "valid
     letters = letter_token_ids(tokenizer)
     right, picks = 0, Counter()
     for i in range(count):
-        item = make_item(split, 5 * i + i % 2)
+        item = make_item(split, colour_shape_index(i))
         logits = model(**text_inputs(tokenizer, describe_events(item) + "\n" + item.prompt())).logits[0, -1]
         pick = int(logits[letters[: len(item.choices)]].argmax())
         picks[LETTERS[pick]] += 1

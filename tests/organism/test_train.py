@@ -109,3 +109,12 @@ def test_stage_cache_continues_bit_for_bit(tiny_model_dir, tmp_path):
     assert plain.keys() == resumed.keys()
     assert all(torch.equal(plain[k], first[k]) and torch.equal(plain[k], resumed[k]) for k in plain)
     assert any(not torch.equal(plain[k], torch.zeros_like(plain[k])) for k in plain if ".B" in k)
+
+
+def test_colour_shape_items_alternate_colour_and_shape():
+    from adatp.eval.needle import KINDS
+    from adatp.organism.train import colour_shape_index
+
+    indices = [colour_shape_index(k) for k in range(6)]
+    assert indices == [0, 6, 10, 16, 20, 26]
+    assert [KINDS[i % len(KINDS)] for i in indices] == ["colour", "shape"] * 3
