@@ -90,6 +90,8 @@ CASES = {
     "missing model": (lambda m, c, t: _generate_args(t / "no-model", c), "no model found"),
     "unsupported model": (lambda m, c, t: _generate_args(_unsupported_model(m, t), c), "not supported"),
     "frames zero": (lambda m, c, t: _generate_args(m, c, "--frames", "0"), "frames"),
+    "paired method not run": (lambda m, c, t: ["eval", "needle", "--model", str(m), "--method", "none", "--paired",
+                                               "adatp", "--count", "1", "--out", str(t)], "--paired adatp"),
 }
 
 

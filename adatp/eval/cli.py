@@ -46,12 +46,14 @@ def needle(
     plot: Annotated[Path | None, typer.Option(help="write accuracy vs FLOPs ratio as this PNG")] = None,
     markdown: Annotated[Path | None, typer.Option(help="also write the table as Markdown to this file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    paired: Annotated[str | None, typer.Option(help="also compare this method, item by item, with every other run "
+                                                    "at its target (exact McNemar test)")] = None,
 ) -> None:
     """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from adatp.eval.harness import build_specs, run_needle, summarize, summary_to_dict
+    from adatp.eval.harness import build_specs, paired_comparisons, run_needle, summarize, summary_to_dict
     from adatp.methods.base import available_methods
 
     if method and methods:
@@ -63,6 +65,8 @@ def needle(
     if ratios and retention is not None:
         raise ConfigError("give flops ratio(s) or --retention, not both")
     specs = build_specs(names, ratios, [retention] if retention is not None else [])
+    if paired is not None and paired not in names:
+        raise ConfigError(f"--paired {paired}: not among the methods run ({', '.join(names)})")
     model_dir = model if model is not None else default_model_dir()
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -71,19 +75,25 @@ def needle(
         run = run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out,
                          on_item=lambda: progress.advance(task))
     summaries = {spec: summarize(rows) for spec, rows in run.results.items()}
+    comparisons = paired_comparisons(run.results, paired) if paired is not None else None
     if as_json:
         payload = {"model": str(model_dir), "split": split, "count": count,
                    "runs": [{"method": s.method, **s.options, "results_file": str(run.path(s)), **summary_to_dict(v)}
                             for s, v in summaries.items()],
                    "skipped": [{"method": s.method, **s.options, "reason": why} for s, why in run.skipped.items()]}
+        if comparisons is not None:
+            payload["paired"] = comparisons
         typer.echo(json.dumps(payload, indent=2))
     else:
         _print_table(summaries, model_dir, split)
         for spec, why in run.skipped.items():
             console.print(f"[yellow]skipped[/] {spec.label}: {why}")
+        if comparisons is not None:
+            typer.echo(paired_markdown(comparisons))
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(markdown_table(summaries, run.skipped, model_dir, split, count, start))
+        text = markdown_table(summaries, run.skipped, model_dir, split, count, start)
+        markdown.write_text(text + ("\n" + paired_markdown(comparisons) if comparisons is not None else ""))
         console.print(f"markdown: {markdown}")
     if plot is not None:
         from adatp.eval.plots import plot_accuracy_vs_flops
@@ -122,6 +132,17 @@ def markdown_table(summaries, skipped, model_dir: Path, split: str, count: int, 
         lines.append("| " + " | ".join(cells) + " |")
     for spec, why in skipped.items():
         lines.append(f"\nskipped {spec.label}: {why}")
+    return "\n".join(lines) + "\n"
+
+
+def paired_markdown(comparisons: list[dict]) -> str:
+    """The paired comparisons as a Markdown table (p-values uncorrected for the number of tests)."""
+    lines = ["Paired, item by item (exact McNemar test, two-sided, uncorrected for the number of tests):", "",
+             "| method | against | items | right only with method | right only with the other | p |",
+             "|---|---|---|---|---|---|"]
+    for c in comparisons:
+        lines.append(f"| {c['method']} | {c['against']} | {c['items']} | {c['only_method']} | {c['only_other']} "
+                     f"| {c['p_mcnemar']:.2g} |")
     return "\n".join(lines) + "\n"
 
 

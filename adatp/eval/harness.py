@@ -233,3 +233,23 @@ def summary_to_dict(summary: dict[str, Any]) -> dict[str, Any]:
         "by_position": {k: v.to_dict() for k, v in summary["by_position"].items()},
         **{k: summary[k] for k in ("flops_visual_ratio", "flops_full_ratio", "kept_final", "seconds")},
     }
+
+
+def paired_comparisons(results: dict[RunSpec, list[dict[str, Any]]], method: str) -> list[dict[str, Any]]:
+    """``method`` against every other run at the same target (and against ``none``), on the same
+    items: discordant counts and the exact McNemar p-value (uncorrected for the number of tests)."""
+    from adatp.eval.stats import mcnemar_exact, paired_discordance
+
+    mine = {spec.target: spec for spec in results if spec.method == method}
+    if not mine:
+        raise ConfigError(f"--paired {method}: no run of {method!r} among {sorted({s.method for s in results})}")
+    rows = []
+    for spec in results:
+        if spec.method == method:
+            continue
+        ours = [mine[spec.target]] if spec.target in mine else ([*mine.values()] if spec.method == "none" else [])
+        for own in ours:
+            only_own, only_other, n = paired_discordance(results[own], results[spec])
+            rows.append({"method": own.label, "against": spec.label, "items": n, "only_method": only_own,
+                         "only_other": only_other, "p_mcnemar": mcnemar_exact(only_own, only_other)})
+    return rows

@@ -56,3 +56,23 @@ def grouped_accuracy(rows: list[dict], key: str) -> dict[str, Accuracy]:
     for row in rows:
         groups.setdefault(str(row[key]), []).append(bool(row["correct"]))
     return {k: accuracy(v) for k, v in sorted(groups.items())}
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs of a paired comparison: items only
+    ``a`` answered right, items only ``b`` did. Under "no difference" each discordant item goes
+    either way with probability 1/2, so p = P(a binomial(n, 1/2) is as uneven or more)."""
+    if min(only_a, only_b) < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_discordance(rows_a: list[dict], rows_b: list[dict]) -> tuple[int, int, int]:
+    """(right only in a, right only in b, items in both) over the items both runs answered (by item_id)."""
+    b_by_id = {r["item_id"]: bool(r["correct"]) for r in rows_b}
+    common = [(bool(r["correct"]), b_by_id[r["item_id"]]) for r in rows_a if r["item_id"] in b_by_id]
+    return sum(a and not b for a, b in common), sum(b and not a for a, b in common), len(common)

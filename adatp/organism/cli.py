@@ -38,14 +38,15 @@ def train(
     frame_steps: Annotated[int, typer.Option(help="stage 2b: single event frame, colour and shape")] = 400,
     window_steps: Annotated[int, typer.Option(help="stage 3: steps on 4-, then 8-frame cuts of colour/shape items")] = 200,
     steps: Annotated[int, typer.Option(help="stage 3: full 16-frame items (one per step)")] = 250,
+    focus_steps: Annotated[int, typer.Option(help="stage 4: full 16-frame items, half of them colour/shape")] = 300,
     seed: Annotated[int, typer.Option(help="seed of everything random")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (fixed, for bit-for-bit results)")] = 2,
     log: Annotated[Path | None, typer.Option(help="JSONL log of every step")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="cache directory of the base model")] = None,
-    stage_cache: Annotated[Path | None, typer.Option(help="keep (and reuse) the parameters after stages 1-2b here, "
-                                                          "to try stage-3 settings without 15 min of retraining")] = None,
+    stage_cache: Annotated[Path | None, typer.Option(help="keep (and reuse) the parameters after stages 1-2b and "
+                                                          "after stage 3 here, to try later settings without retraining")] = None,
 ) -> None:
-    """Train the projector, a LoRA and the relevance scorer on the needle train split (about 1 h on 2 CPU cores)."""
+    """Train the projector, a LoRA and the relevance scorer on the needle train split (about 1.5 h on 2 CPU cores)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from adatp.organism.build import base_model_dir
@@ -54,7 +55,7 @@ def train(
     console, step = _steps()
     model_dir = base_model_dir(cache_dir, seed=0, step=step)
     cfg = TrainConfig(seed=seed, text_steps=text_steps, frame_steps=frame_steps, window_steps=window_steps, steps=steps,
-                      threads=threads)
+                      focus_steps=focus_steps, threads=threads)
     sink = open(log, "a", encoding="utf-8") if log else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, disable=not console.is_terminal) as progress:
@@ -104,3 +105,20 @@ def check_lm(
 
     _, step = _steps()
     typer.echo(json.dumps(answer_text_only(model or base_model_dir(cache_dir, step=step), count), indent=2))
+
+
+@app.command("check-windows")
+def check_windows(
+    model: Annotated[Path | None, typer.Option(help="model directory (default: adatp-tiny)")] = None,
+    count: Annotated[int, typer.Option(help="validation colour/shape items")] = 40,
+    lengths: Annotated[str, typer.Option(help="cut lengths in frames, comma-separated (16 = the whole clip)")] = "1,4,8,16",
+    cache_dir: Annotated[Path | None, typer.Option(help="cache directory of adatp-tiny")] = None,
+) -> None:
+    """Colour/shape accuracy on cuts of 1, 4, 8 frames around the event and on the whole clip:
+    does the model lose the answer reading the event, or finding it?"""
+    from adatp.organism.build import adatp_tiny_dir
+    from adatp.organism.train import window_accuracy
+
+    _, step = _steps()
+    cuts = tuple(int(n) for n in lengths.split(","))
+    typer.echo(json.dumps(window_accuracy(model or adatp_tiny_dir(cache_dir, step=step), count, cuts), indent=2))

@@ -5,7 +5,7 @@ Why a LoRA: SmolLM2-135M-Instruct cannot answer lettered multiple-choice questio
 the answer in plain text ("A red star appeared briefly ...") and the lettered options, it answers "A"
 on every validation item (measured: 11/60 on colour+shape, `answer_text_only` below). A projector
 alone cannot fix that, so, as the issue allows, a rank-8 LoRA on every linear layer of the language
-model learns the answer format. Three stages, each with warm-up and cosine decay:
+model learns the answer format. Four stages, each with warm-up and cosine decay:
 
 1. ``text``: LoRA only, the events described in words in place of the video (short sequences:
    minutes). Teaches "find the asked fact in the context, write its option letter".
@@ -20,10 +20,13 @@ model learns the answer format. Three stages, each with warm-up and cosine decay
    background frames), then ``clip``: full 16-frame items of every kind, as evaluated. These
    stages give the LoRA a higher rate (``clip_lora_lr``) than stage 2b: finding 4-9 tokens among
    1,024 needs the attention itself to change; 100 clip steps at the stage-2b rate stayed at chance.
+4. ``focus``: more full 16-frame items at a lower LoRA rate (``focus_lora_lr``), every other one a
+   colour or shape item (the rest every kind, in the split's order): one pass of ``clip`` left the
+   model at 90 % on single frames but lower on whole clips, most of all for events at the end.
 
 The loss is the next-token cross-entropy of the answer letter. The relevance scorer
 (:class:`adatp.relevance.trained.TextFrameScorer`: question tokens -> the DINOv2 class-token space)
-is fitted afterwards on the class tokens captured in stage 3, so that the frames holding the asked
+is fitted afterwards on the class tokens of stage 3's clips, so that the frames holding the asked
 event rank first (softmax over the clip's frames, target spread over the event frames).
 
 The LoRA is merged into the language model's weights when adatp-tiny is assembled
@@ -69,10 +72,12 @@ class TrainConfig:
     window_frames: tuple[int, ...] = (4, 8)  # stage 3 curriculum: colour/shape items cut to these lengths
     window_steps: int = 200  # steps per window length
     steps: int = 250  # stage 3: full 16-frame items, every kind (one per step, batch 1)
+    focus_steps: int = 300  # stage 4: full 16-frame items, half of them colour/shape
     lr: float = 1e-3  # projector in the alignment stage 2a (no language model)
     tune_lr: float = 1e-4  # projector and newline end to end (stages 2b, 3); 1e-3 destroys the alignment
     lora_lr: float = 5e-4  # stage 1; stage 2b uses a tenth of it
     clip_lora_lr: float = 2e-4  # stage 3 (windows and clips)
+    focus_lora_lr: float = 1e-4  # stage 4
     lora_rank: int = 8
     lora_alpha: float = 16.0
     warmup: int = 20
@@ -86,10 +91,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if min(self.steps, self.threads, self.lora_rank) < 1 or min(self.text_steps, self.frame_steps, self.window_steps,
-                                                                     self.scorer_epochs) < 0:
+                                                                     self.focus_steps, self.scorer_epochs) < 0:
             raise ConfigError("steps, threads and lora_rank must be >= 1; text_steps, frame_steps, window_steps, "
-                              "scorer_epochs >= 0")
-        rates = {"lr": self.lr, "tune_lr": self.tune_lr, "lora_lr": self.lora_lr, "clip_lora_lr": self.clip_lora_lr}
+                              "focus_steps, scorer_epochs >= 0")
+        rates = {"lr": self.lr, "tune_lr": self.tune_lr, "lora_lr": self.lora_lr, "clip_lora_lr": self.clip_lora_lr,
+                 "focus_lora_lr": self.focus_lora_lr}
         bad = {k: v for k, v in rates.items() if not 0 < v < 1}
         if bad:
             raise ConfigError(f"learning rates must be in (0, 1), got {bad}")
@@ -99,18 +105,29 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
-        return self.text_steps + self.align_steps + self.frame_steps + self.window_steps * len(self.window_frames) + self.steps
+        return (self.text_steps + self.align_steps + self.frame_steps + self.window_steps * len(self.window_frames)
+                + self.steps + self.focus_steps)
 
-    def early_stage_key(self) -> str:
-        """Hash of every setting that stages 1-2b depend on (the name of their cached result)."""
+    def stage_key(self, upto: str) -> str:
+        """Hash of every setting that the stages up to ``upto`` depend on: ``"early"`` (stages 1-2b)
+        or ``"clip"`` (1-3). The name of their cached result."""
         import hashlib
 
-        fields = ("seed", "text_steps", "align_items", "align_steps", "align_batch", "frame_steps", "lr", "tune_lr",
-                  "lora_lr", "lora_rank", "lora_alpha", "warmup", "weight_decay", "grad_clip", "threads")
         from adatp.organism.build import FORMAT_VERSION
 
+        if upto not in STAGE_FIELDS:
+            raise ConfigError(f"no cached stage {upto!r}; known: {sorted(STAGE_FIELDS)}")
+        fields = STAGE_FIELDS["early"] + (STAGE_FIELDS["clip"] if upto == "clip" else ())
         text = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True) + torch.__version__ + str(FORMAT_VERSION)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Settings each cached stage depends on ("clip" adds its own to "early"'s).
+STAGE_FIELDS = {
+    "early": ("seed", "text_steps", "align_items", "align_steps", "align_batch", "frame_steps", "lr", "tune_lr",
+              "lora_lr", "lora_rank", "lora_alpha", "warmup", "weight_decay", "grad_clip", "threads"),
+    "clip": ("window_frames", "window_steps", "steps", "clip_lora_lr", "start_index"),
+}
 
 
 def letter_token_ids(tokenizer) -> list[int]:
@@ -325,12 +342,13 @@ def _stage(name: str, steps: int, groups: list[tuple[list[nn.Parameter], float]]
 
 def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], None] | None = None,
                 stage_cache: Path | None = None):
-    """Run the three stages in place. Returns (LoRA wrappers, per-item scorer data from stage 3).
+    """Run the four stages in place. Returns (LoRA wrappers, per-item scorer data of stage 3's clips,
+    the cached checkpoint it resumed from: None, "early" or "clip").
 
-    With ``stage_cache`` (a directory), the parameters after stages 1-2b are saved there under
-    :meth:`TrainConfig.early_stage_key`, and a later run with the same early settings loads them
-    instead of training again: stage 3 then continues bit for bit as in one run (each stage starts
-    a fresh optimizer and draws nothing from the global random state)."""
+    With ``stage_cache`` (a directory), the parameters after stages 1-2b and after stage 3 are saved
+    there under :meth:`TrainConfig.stage_key`, and a later run with the same settings up to that
+    stage loads the latest one instead of training again: the rest then continues bit for bit as in
+    one run (each stage starts a fresh optimizer and draws nothing from the global random state)."""
     from transformers import AutoTokenizer
 
     from adatp.eval.needle import make_item
@@ -356,13 +374,6 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
         first = item.events[0].start
         return item, prepare_inputs(model_dir, item.frames[first : first + 1], item.prompt())
 
-    captured: dict[str, torch.Tensor] = {}
-    scorer_data = []
-    layer = model.config.vision_feature_layer
-
-    def grab_cls(module, args, output):
-        captured["cls"] = output.hidden_states[layer][:, 0].detach()
-
     def window_batch(length, first_item):
         def batch(step):
             k = first_item + step
@@ -372,53 +383,77 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
         return batch
 
     def clip_batch(step):
-        item = captured["item"] = make_item("train", cfg.start_index + step)
+        item = make_item("train", cfg.start_index + step)
         return item, prepare_inputs(model_dir, item.frames, item.prompt())
 
-    def clip_log(row):
-        item = captured["item"]
-        mask = torch.zeros(item.frames.shape[0], dtype=torch.bool)
-        for event in item.events:
-            mask[list(event.frames)] = True
-        question_ids = tokenizer(item.question, add_special_tokens=False)["input_ids"]
-        scorer_data.append((question_ids, captured["cls"].float().cpu(), mask, item.kind))
-        if log:
-            log(row)
+    # Stage 4 reads items no earlier stage used: colour/shape ones after the window stages', the
+    # rest after stage 3's clips.
+    next_colour_shape = cfg.frame_steps + len(cfg.window_frames) * cfg.window_steps
+
+    def focus_batch(step):
+        index = colour_shape_index(next_colour_shape + step // 2) if step % 2 == 0 else cfg.start_index + cfg.steps + step // 2
+        item = make_item("train", index)
+        return item, prepare_inputs(model_dir, item.frames, item.prompt())
 
     trained = {**{f"lora.{n}.A": m.A for n, m in lora.items()}, **{f"lora.{n}.B": m.B for n, m in lora.items()},
                **projector_parameters(model)}
-    cached = Path(stage_cache) / f"early-stages-{cfg.early_stage_key()}.safetensors" if stage_cache else None
-    if cached is not None and cached.exists():
+    checkpoints = {upto: Path(stage_cache) / f"{upto}-stages-{cfg.stage_key(upto)}.safetensors" if stage_cache else None
+                   for upto in ("early", "clip")}
+
+    def save(upto):
+        if checkpoints[upto] is not None:
+            from safetensors.torch import save_file
+
+            checkpoints[upto].parent.mkdir(parents=True, exist_ok=True)
+            save_file({n: p.detach().clone().contiguous() for n, p in trained.items()}, checkpoints[upto])
+
+    resumed = next((upto for upto in ("clip", "early") if checkpoints[upto] is not None and checkpoints[upto].exists()), None)
+    if resumed:
         from safetensors.torch import load_file
 
-        state = load_file(cached)
+        state = load_file(checkpoints[resumed])
         with torch.no_grad():
             for name, p in trained.items():
                 p.copy_(state[name])
         if log:
-            log({"stage": "early stages loaded", "path": str(cached)})
-    else:
+            log({"stage": f"{resumed} stages loaded", "path": str(checkpoints[resumed])})
+    if resumed is None:
         _stage("text", cfg.text_steps, [(lora_params, cfg.lora_lr)], cfg, text_batch, model, letters, log)
         align_projector(model, model_dir, tokenizer, projector, cfg, log)
         groups = [(projector, cfg.tune_lr), (lora_params, cfg.lora_lr / 10)]
         _stage("frame", cfg.frame_steps, groups, cfg, frame_batch, model, letters, log)
-        if cached is not None:
-            from safetensors.torch import save_file
+        save("early")
+    if resumed != "clip":
+        groups = [(projector, cfg.tune_lr), (lora_params, cfg.clip_lora_lr)]
+        for j, length in enumerate(cfg.window_frames):  # items after stage 2b's, distinct per length
+            batch = window_batch(length, cfg.frame_steps + j * cfg.window_steps)
+            _stage(f"window{length}", cfg.window_steps, groups, cfg, batch, model, letters, log)
+        _stage("clip", cfg.steps, groups, cfg, clip_batch, model, letters, log)
+        save("clip")
+    groups = [(projector, cfg.tune_lr), (lora_params, cfg.focus_lora_lr)]
+    _stage("focus", cfg.focus_steps, groups, cfg, focus_batch, model, letters, log)
+    for p in [*lora_params, *projector]:
+        p.requires_grad_(False)
+    items = [make_item("train", cfg.start_index + step) for step in range(cfg.steps)]
+    return lora, scorer_examples(model, model_dir, tokenizer, items), resumed
 
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            save_file({n: p.detach().clone().contiguous() for n, p in trained.items()}, cached)
-    groups = [(projector, cfg.tune_lr), (lora_params, cfg.clip_lora_lr)]
-    for j, length in enumerate(cfg.window_frames):  # items after stage 2b's, distinct per length
-        batch = window_batch(length, cfg.frame_steps + j * cfg.window_steps)
-        _stage(f"window{length}", cfg.window_steps, groups, cfg, batch, model, letters, log)
-    hook = model.model.vision_tower.register_forward_hook(grab_cls)
-    try:
-        _stage("clip", cfg.steps, groups, cfg, clip_batch, model, letters, clip_log)
-    finally:
-        hook.remove()
-        for p in [*lora_params, *projector]:
-            p.requires_grad_(False)
-    return lora, scorer_data
+
+@torch.no_grad()
+def scorer_examples(model, model_dir: Path, tokenizer, items) -> list[tuple]:
+    """Per item: (question token ids, (T, d) class tokens of its frames, (T,) bool event frames, kind)."""
+    from adatp.video.preprocess import load_preprocess_config, preprocess_frames
+
+    pre = load_preprocess_config(model_dir)
+    tower, layer = model.model.vision_tower, model.config.vision_feature_layer
+    examples = []
+    for item in items:
+        mask = torch.zeros(item.frames.shape[0], dtype=torch.bool)
+        for event in item.events:
+            mask[list(event.frames)] = True
+        cls = tower(preprocess_frames(item.frames, pre), output_hidden_states=True).hidden_states[layer][:, 0]
+        question_ids = tokenizer(item.question, add_special_tokens=False)["input_ids"]
+        examples.append((question_ids, cls.float().cpu(), mask, item.kind))
+    return examples
 
 
 @torch.no_grad()
@@ -442,6 +477,37 @@ def answer_text_only(model_dir: str | Path, count: int = 60, split: str = "valid
         picks[LETTERS[pick]] += 1
         right += pick == item.answer
     return {"items": count, "correct": right, "picked": dict(sorted(picks.items()))}
+
+
+@torch.no_grad()
+def window_accuracy(model_dir: str | Path, count: int = 40, lengths: tuple[int, ...] = (1, 4, 8, 16),
+                    split: str = "validation") -> dict[str, Any]:
+    """Where a model loses colour/shape accuracy: the same ``count`` items asked on cuts of 1, 4, 8
+    ... frames that hold the event (the event at a varying place in the cut) and on the whole clip.
+    Returns {length: {"all" | kind | position: [correct, total]}}."""
+    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+
+    from adatp.eval.needle import make_item
+    from adatp.inputs import prepare_inputs
+
+    model_dir = Path(model_dir)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()
+    letters = letter_token_ids(AutoTokenizer.from_pretrained(model_dir))
+    table: dict[int, dict[str, list[int]]] = {n: {} for n in lengths}
+    for k in range(count):
+        item = make_item(split, colour_shape_index(k))
+        n_frames = item.frames.shape[0]
+        for length in lengths:
+            if not 1 <= length <= n_frames:
+                raise ConfigError(f"cut length {length} is outside [1, {n_frames}]")
+            window = event_window(n_frames, length, item.events[0].start, shift=k * 5)
+            logits = model(**prepare_inputs(model_dir, item.frames[window], item.prompt()), logits_to_keep=1).logits[0, -1]
+            correct = int(logits[letters[: len(item.choices)]].argmax()) == item.answer
+            for key in ("all", item.kind, item.events[0].position):
+                row = table[length].setdefault(key, [0, 0])
+                row[0] += correct
+                row[1] += 1
+    return {"split": split, "items": count, "by_length": table}
 
 
 def train_scorer(scorer_data, vocab_size: int, feature_dim: int, cfg: TrainConfig, log=None):
@@ -491,7 +557,7 @@ def train(model_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = 
     try:
         model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa").eval()
         t0 = time.perf_counter()
-        lora, scorer_data = train_model(model, model_dir, cfg, log, stage_cache)
+        lora, scorer_data, resumed = train_model(model, model_dir, cfg, log, stage_cache)
         projector_s = time.perf_counter() - t0
         vocab = len(AutoTokenizer.from_pretrained(model_dir))
         feature_dim = model.config.vision_config.hidden_size
@@ -512,7 +578,8 @@ def train(model_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = 
     save_file(tensors, out_dir / "adatp_tiny_trained.safetensors")
     if scorer is not None:
         (out_dir / "relevance.json").write_text(json.dumps(scorer.sizes, indent=2) + "\n")
-    summary = {"config": asdict(cfg), "projector_seconds": round(projector_s, 1),
+    summary = {"config": asdict(cfg), "resumed_after_stages": {"early": "1-2b", "clip": "1-3"}.get(resumed),
+               "projector_seconds": round(projector_s, 1),
                "total_seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__}
     (out_dir / "train_config.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

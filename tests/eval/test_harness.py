@@ -90,3 +90,18 @@ def test_eval_needle_bad_input(tiny_model_dir, tmp_path, args, message):
 def test_eval_needle_missing_model(tmp_path):
     res = _cli("eval", "needle", "--model", str(tmp_path / "none"), "--method", "none", "--out", str(tmp_path))
     assert res.returncode == 2 and "does not exist" in res.stderr, res.stderr
+
+
+def test_paired_comparisons_pair_runs_at_the_same_target_and_with_none():
+    from adatp.eval.harness import paired_comparisons
+
+    def rows(pattern):
+        return [{"item_id": f"t-{i}", "correct": c == "1"} for i, c in enumerate(pattern)]
+
+    a3, f3, f1 = RunSpec("adatp", (("flops_ratio", 0.3),)), RunSpec("fastv", (("flops_ratio", 0.3),)), \
+        RunSpec("fastv", (("flops_ratio", 0.1),))
+    results = {RunSpec("none"): rows("1111"), a3: rows("1101"), f3: rows("0100"), f1: rows("0000")}
+    got = {(c["method"], c["against"]): (c["only_method"], c["only_other"], c["items"]) for c in paired_comparisons(results, "adatp")}
+    assert got == {(a3.label, "none"): (0, 1, 4), (a3.label, f3.label): (2, 0, 4)}  # fastv @ 0.1 has no adatp partner
+    with pytest.raises(ConfigError, match="no run of 'visionzip'"):
+        paired_comparisons(results, "visionzip")

@@ -30,3 +30,21 @@ def test_grouped_accuracy():
     groups = grouped_accuracy(rows, "kind")
     assert (groups["a"].correct, groups["a"].total, groups["b"].value) == (1, 2, 1.0)
     assert accuracy([True, True, False]).value == pytest.approx(2 / 3)
+
+
+def test_mcnemar_exact_by_hand():
+    from adatp.eval.stats import mcnemar_exact
+
+    assert mcnemar_exact(7, 4) == pytest.approx(2 * (1 + 11 + 55 + 165 + 330) / 2**11)  # 0.549
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32) and mcnemar_exact(0, 5) == mcnemar_exact(5, 0)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0  # capped, not 2 * 0.66
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)
+
+
+def test_paired_discordance_counts_only_shared_items():
+    from adatp.eval.stats import paired_discordance
+
+    a = [{"item_id": i, "correct": c} for i, c in (("x", True), ("y", False), ("z", True), ("only-a", True))]
+    b = [{"item_id": i, "correct": c} for i, c in (("x", True), ("y", True), ("z", False), ("w", False))]
+    assert paired_discordance(a, b) == (1, 1, 3)

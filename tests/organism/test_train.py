@@ -1,6 +1,8 @@
 """adatp-tiny's training pieces on a tiny random model: the LoRA merge that assembly performs equals
 the LoRA-wrapped model it was trained as, and the stage-1 text prompt carries the question."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -76,9 +78,15 @@ def test_event_windows_hold_the_event_start_and_stay_inside_the_clip():
 
 def test_early_stage_cache_key_follows_only_the_early_settings():
     base = TrainConfig()
-    assert TrainConfig(steps=7, window_steps=3, clip_lora_lr=1e-3).early_stage_key() == base.early_stage_key()
-    assert TrainConfig(text_steps=599).early_stage_key() != base.early_stage_key()
-    assert TrainConfig(frame_steps=1).early_stage_key() != base.early_stage_key()
+    assert TrainConfig(steps=7, window_steps=3, clip_lora_lr=1e-3).stage_key("early") == base.stage_key("early")
+    assert TrainConfig(text_steps=599).stage_key("early") != base.stage_key("early")
+    assert TrainConfig(frame_steps=1).stage_key("early") != base.stage_key("early")
+    # stage 3's checkpoint follows stage 3's settings and everything before, not stage 4's
+    assert TrainConfig(focus_steps=1, focus_lora_lr=1e-3).stage_key("clip") == base.stage_key("clip")
+    assert TrainConfig(steps=7).stage_key("clip") != base.stage_key("clip")
+    assert TrainConfig(frame_steps=1).stage_key("clip") != base.stage_key("clip")
+    with pytest.raises(ConfigError, match="no cached stage"):
+        base.stage_key("focus")
 
 
 def test_token_cover_and_covered_tokens_by_hand():
@@ -93,21 +101,30 @@ def test_token_cover_and_covered_tokens_by_hand():
 
 
 def test_stage_cache_continues_bit_for_bit(tiny_model_dir, tmp_path):
-    """A run that loads stages 1-3 from the cache writes the same weights as one uninterrupted run."""
+    """Runs that load stages 1-2b, or 1-3, from the cache write the same weights as one uninterrupted run."""
     from safetensors.torch import load_file
 
     from adatp.organism.train import train
 
     cfg = TrainConfig(text_steps=2, align_items=2, align_steps=2, align_batch=4, frame_steps=2, window_steps=1,
-                      steps=2, warmup=1, scorer_epochs=2, threads=1)
-    rows = []
+                      steps=2, focus_steps=2, warmup=1, scorer_epochs=2, threads=1)
     train(tiny_model_dir, tmp_path / "plain", cfg)
     train(tiny_model_dir, tmp_path / "first", cfg, stage_cache=tmp_path / "cache")
+    after_clip = tmp_path / "cache" / f"clip-stages-{cfg.stage_key('clip')}.safetensors"
+    assert after_clip.exists() and (tmp_path / "cache" / f"early-stages-{cfg.stage_key('early')}.safetensors").exists()
+    rows = []
     train(tiny_model_dir, tmp_path / "resumed", cfg, log=rows.append, stage_cache=tmp_path / "cache")
+    assert rows[0]["stage"] == "clip stages loaded"
+    assert {r.get("stage") for r in rows if "step" in r} == {"focus"}
+    assert json.loads((tmp_path / "resumed" / "train_config.json").read_text())["resumed_after_stages"] == "1-3"
+    after_clip.unlink()
+    rows = []
+    train(tiny_model_dir, tmp_path / "resumed-early", cfg, log=rows.append, stage_cache=tmp_path / "cache")
     assert rows[0]["stage"] == "early stages loaded" and not any(r.get("stage") == "text" for r in rows)
-    plain, first, resumed = (load_file(tmp_path / d / "adatp_tiny_trained.safetensors") for d in ("plain", "first", "resumed"))
-    assert plain.keys() == resumed.keys()
-    assert all(torch.equal(plain[k], first[k]) and torch.equal(plain[k], resumed[k]) for k in plain)
+    runs = ("plain", "first", "resumed", "resumed-early")
+    plain, *others = (load_file(tmp_path / d / "adatp_tiny_trained.safetensors") for d in runs)
+    assert all(plain.keys() == other.keys() for other in others)
+    assert all(torch.equal(plain[k], other[k]) for other in others for k in plain)
     assert any(not torch.equal(plain[k], torch.zeros_like(plain[k])) for k in plain if ".B" in k)
 
 
@@ -118,3 +135,20 @@ def test_colour_shape_items_alternate_colour_and_shape():
     indices = [colour_shape_index(k) for k in range(6)]
     assert indices == [0, 6, 10, 16, 20, 26]
     assert [KINDS[i % len(KINDS)] for i in indices] == ["colour", "shape"] * 3
+
+
+def test_window_accuracy_whole_clip_agrees_with_the_needle_eval(tiny_model_dir, tmp_path):
+    """The 16-frame column is the vanilla needle eval of the same items (colour item 0, shape item 6);
+    shorter cuts ask the same items; a cut longer than the clip is refused."""
+    from adatp.eval.harness import RunSpec, run_needle
+    from adatp.organism.train import window_accuracy
+
+    report = window_accuracy(tiny_model_dir, count=2, lengths=(1, 16))
+    run = run_needle(tiny_model_dir, [RunSpec("none")], split="validation", count=7, out_dir=tmp_path)
+    rows = [r for r in run.results[RunSpec("none")] if r["item_id"].split("-")[1] in ("000000", "000006")]
+    assert [r["kind"] for r in rows] == ["colour", "shape"]
+    whole, single = report["by_length"][16], report["by_length"][1]
+    assert whole["all"] == [sum(r["correct"] for r in rows), 2]
+    assert whole["colour"][1] == whole["shape"][1] == single["colour"][1] == 1 and single["all"][1] == 2
+    with pytest.raises(ConfigError, match="cut length 17"):
+        window_accuracy(tiny_model_dir, count=1, lengths=(17,))
