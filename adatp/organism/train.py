@@ -21,8 +21,9 @@ model learns the answer format. Four stages, each with warm-up and cosine decay:
    stages give the LoRA a higher rate (``clip_lora_lr``) than stage 2b: finding 4-9 tokens among
    1,024 needs the attention itself to change; 100 clip steps at the stage-2b rate stayed at chance.
 4. ``focus``: more full 16-frame items at a lower LoRA rate (``focus_lora_lr``), every other one a
-   colour or shape item (the rest every kind, in the split's order): one pass of ``clip`` left the
-   model at 90 % on single frames but lower on whole clips, most of all for events at the end.
+   colour or shape item (the rest every kind, in the split's order): after one pass of ``clip`` the
+   model read the event frame alone at 95 % but found it in the whole clip less often (90 %,
+   :func:`window_accuracy`), most of all for events at the end.
 
 The loss is the next-token cross-entropy of the answer letter. The relevance scorer
 (:class:`adatp.relevance.trained.TextFrameScorer`: question tokens -> the DINOv2 class-token space)
