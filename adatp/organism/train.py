@@ -142,6 +142,11 @@ def letter_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def picked_option(logits: torch.Tensor, letters: list[int], item) -> int:
+    """The option whose letter has the highest logit among ``item``'s options; logits: (vocab,)."""
+    return int(logits[letters[: len(item.choices)]].argmax())
+
+
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -335,7 +340,7 @@ def _stage(name: str, steps: int, groups: list[tuple[list[nn.Parameter], float]]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        correct = int(logits[letters[: len(item.choices)]].argmax()) == item.answer
+        correct = picked_option(logits, letters, item) == item.answer
         if log:
             log({"stage": name, "step": step, "kind": item.kind, "loss": loss.item(), "correct": correct,
                  "lr_factor": round(factor, 6), "seconds": time.perf_counter() - t0})
@@ -435,6 +440,8 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
     _stage("focus", cfg.focus_steps, groups, cfg, focus_batch, model, letters, log)
     for p in [*lora_params, *projector]:
         p.requires_grad_(False)
+    if not cfg.scorer_epochs:  # no scorer to fit: skip the 250 tower passes
+        return lora, [], resumed
     items = [make_item("train", cfg.start_index + step) for step in range(cfg.steps)]
     return lora, scorer_examples(model, model_dir, tokenizer, items), resumed
 
@@ -474,7 +481,7 @@ def answer_text_only(model_dir: str | Path, count: int = 60, split: str = "valid
     for i in range(count):
         item = make_item(split, colour_shape_index(i))
         logits = model(**text_inputs(tokenizer, describe_events(item) + "\n" + item.prompt())).logits[0, -1]
-        pick = int(logits[letters[: len(item.choices)]].argmax())
+        pick = picked_option(logits, letters, item)
         picks[LETTERS[pick]] += 1
         right += pick == item.answer
     return {"items": count, "correct": right, "picked": dict(sorted(picks.items()))}
@@ -503,7 +510,7 @@ def window_accuracy(model_dir: str | Path, count: int = 40, lengths: tuple[int, 
                 raise ConfigError(f"cut length {length} is outside [1, {n_frames}]")
             window = event_window(n_frames, length, item.events[0].start, shift=k * 5)
             logits = model(**prepare_inputs(model_dir, item.frames[window], item.prompt()), logits_to_keep=1).logits[0, -1]
-            correct = int(logits[letters[: len(item.choices)]].argmax()) == item.answer
+            correct = picked_option(logits, letters, item) == item.answer
             for key in ("all", item.kind, item.events[0].position):
                 row = table[length].setdefault(key, [0, 0])
                 row[0] += correct
