@@ -87,6 +87,10 @@ def _run_question(
 
     from transformers.utils import logging as hf_logging
 
+    from adatp.inputs import prompt_length
+
+    # Everything that can be checked without the video or the weights is checked first.
+    prompt_length(model_dir, question, frames, new_tokens=max_new_tokens)
     hf_logging.disable_progress_bar()  # our own progress display covers loading
     with _progress() as progress:
         step = progress.add_task("reading video", total=None)
@@ -163,7 +167,19 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
     """Answer a question about a video with a pruned model and print the report."""
+    from adatp.pipeline import check_device, check_dtype
+
     _check_method(method)
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+    if frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {frames}")
+    check_dtype(dtype)
+    check_device(device)
+    given = [name for name, value in (("--flops-ratio", flops_ratio), ("--retention", retention),
+                                      ("--schedule", schedule), ("--relevance", relevance)) if value is not None]
+    if method == "none" and given:
+        raise ConfigError(f"--method none prunes nothing, so {', '.join(given)} would be ignored: drop it, or pick a method")
     options = _target(flops_ratio, retention, schedule)
     if relevance is not None:
         options["relevance"] = relevance
@@ -182,43 +198,93 @@ def demo(
     flops_ratio: Annotated[float, typer.Option(help="AdaTP's visual FLOPs target vs vanilla")] = 0.273,
     item: Annotated[int, typer.Option(help="needle-in-video test item to ask about")] = DEMO_ITEM[1],
     cache_dir: Annotated[Path | None, typer.Option(help="cache for the model and the clip")] = None,
-    picture_dir: Annotated[Path | None, typer.Option("--out", help="where the kept-token picture goes (default: the cache)")] = None,
+    picture_dir: Annotated[Path | None, typer.Option("--out", help="where the clip and the kept-token picture go "
+                                                            "(default: <cache>/demo, or a temporary folder if the cache is read-only)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
     """The main job on the built-in default: adatp-tiny answers a question about a real video,
     vanilla and AdaTP-pruned side by side, with kept tokens, FLOPs and measured prefill time."""
+    from adatp.models.tiny import default_cache_dir
     from adatp.ops.schedule import check_fraction
 
     check_fraction("--flops-ratio", flops_ratio)
-    result, info = _demo_run(flops_ratio, item, cache_dir, picture_dir)
-    _print_result(result, as_json, info)
-    if not as_json:
+    if item < 0:
+        raise ConfigError(f"--item must be >= 0, got {item}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    out_dir = _demo_out_dir(cache, picture_dir)  # before any compute: say where nothing can be written
+    result, info, frames = _demo_run(flops_ratio, item, cache, out_dir)
+    picture_path = out_dir / "demo-kept-tokens.png"
+    if not as_json:  # the answers first: a picture that cannot be drawn loses nothing
+        _print_result(result, as_json, info)
         out.print(f"  correct answer: {info['correct_answer']}")
+    info["kept_picture"] = _try_picture(frames, result.pruned.report, picture_path)
+    if as_json:
+        _print_result(result, as_json, info)
+    elif info["kept_picture"] is not None:
         out.print(f"  kept tokens drawn on the frames: {info['kept_picture']}")
 
 
-def _demo_run(flops_ratio: float, index: int, cache_dir: Path | None, picture_dir: Path | None):
+def _writable(folder: Path) -> bool:
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _demo_out_dir(cache: Path, chosen: Path | None) -> Path:
+    """Where the demo writes its clip and picture: ``--out``, else ``<cache>/demo``, else a fresh
+    temporary folder (a read-only cache is fine: the model is only read from it)."""
+    import tempfile
+
+    if chosen is not None:
+        if not _writable(chosen):
+            raise ConfigError(f"cannot write to --out {str(chosen)!r}: choose a writable folder")
+        return chosen
+    if _writable(cache / "demo"):
+        return cache / "demo"
+    folder = Path(tempfile.mkdtemp(prefix="adatp-demo-"))
+    console.print(f"the cache {cache} is read-only: the demo's clip and picture go to {folder}", highlight=False)
+    return folder
+
+
+def _try_picture(frames, report, path: Path) -> str | None:
+    try:
+        return str(_kept_picture(frames, report, path))
+    except ConfigError as exc:  # matplotlib is not installed
+        console.print(f"[yellow]warning:[/] no picture: {exc}", highlight=False)
+    except OSError as exc:
+        console.print(f"[yellow]warning:[/] could not write the picture {path}: {exc.strerror or exc}", highlight=False)
+    return None
+
+
+def _demo_run(flops_ratio: float, index: int, cache: Path, out_dir: Path):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from adatp.eval.needle import make_item
     from adatp.inputs import prepare_inputs
-    from adatp.models.tiny import default_cache_dir
     from adatp.organism.build import adatp_tiny_dir
     from adatp.pipeline import answer_question, load_model
     from adatp.video import read_video
     from adatp.video.synthetic import write_frames
 
     hf_logging.disable_progress_bar()
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     with _progress() as progress:
         task = progress.add_task("adatp-tiny (first run: download and convert its parts)", total=None)
         model_dir = adatp_tiny_dir(cache, step=lambda text: progress.update(task, description=text))
         progress.update(task, description="writing the demo clip")
         sample = make_item(DEMO_ITEM[0], index, cache_dir=cache)
-        clip = cache / "demo" / f"needle-{sample.item_id}.mp4"
+        name = f"needle-{sample.item_id}.mp4"
+        clip = cache / "demo" / name  # an earlier run's clip, when the cache has it
         if not clip.is_file():
-            write_frames(clip, sample.frames, fps=8)
+            clip = out_dir / name
+            if not clip.is_file():
+                write_frames(clip, sample.frames, fps=8)
         progress.update(task, description="loading adatp-tiny")
         model = load_model(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -230,14 +296,13 @@ def _demo_run(flops_ratio: float, index: int, cache_dir: Path | None, picture_di
             model, tokenizer, inputs, method="adatp", prune_options={"flops_ratio": flops_ratio},
             max_new_tokens=4, compare=True, on_token=lambda: progress.advance(decode),
         )
-    picture = _kept_picture(frames, result.pruned.report, (picture_dir or cache / "demo") / "demo-kept-tokens.png")
     info = {
         "model": str(model_dir), "video": str(clip), "question": sample.prompt(),
-        "correct_answer": f"{sample.answer_letter}. {sample.choices[sample.answer]}", "kept_picture": str(picture),
+        "correct_answer": f"{sample.answer_letter}. {sample.choices[sample.answer]}",
     }
     console.print(f"model: {model_dir} (adatp-tiny: DINOv2-S/14 + SmolLM2-135M-Instruct, trained projector)")
     console.print(f"video: {clip} (needle-in-video {sample.item_id})\nquestion: {sample.prompt()}")
-    return result, info
+    return result, info, frames
 
 
 def _kept_picture(frames, report, path: Path) -> Path:
@@ -292,13 +357,56 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+@app.command()
+def env() -> None:
+    """Versions of adatp, Python, torch, transformers and the rest, for bug reports."""
+    from adatp.environment import TESTED, accelerator, versions
+
+    info = versions()
+    width = max(map(len, info))
+    for name, version in info.items():
+        tested = TESTED.get(name)
+        note = "" if tested is None or version is None else ("  (tested)" if version == tested else f"  (tested: {tested})")
+        out.print(f"{name:<{width}}  {version or 'not installed'}{note}", highlight=False)
+    out.print(f"{'devices':<{width}}  {accelerator()}", highlight=False)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each (no source line), on stderr."""
+    console.print(f"[yellow]warning:[/] {message}", soft_wrap=True, markup=True, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; adatp's own errors become one line and exit status 2.
 
-    Usage errors (missing or malformed options) are typer's: a usage line and status 2.
+    Usage errors (missing or malformed options) are typer's: a usage line and status 2. Any other
+    exception is a bug: one line saying so (exit 1); ``--debug`` (anywhere on the command line, or
+    ``ADATP_DEBUG=1``) shows the traceback instead.
     """
+    import os
+    import warnings
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("ADATP_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    warnings.showwarning = _show_warning
     try:
-        app(args=argv)
+        app(args=args)
     except AdaTPError as exc:
+        if debug:
+            raise
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        if debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        console.print(
+            f"[bold red]internal error (a bug in adatp, please report it):[/] {type(exc).__name__}: {first} "
+            "- rerun with --debug for the traceback, and attach `adatp env`",
+            soft_wrap=True, markup=True, highlight=False,
+        )
+        sys.exit(1)

@@ -34,10 +34,17 @@ def _model_dir(path: str | os.PathLike[str]) -> Path:
     model_dir = Path(path).expanduser()
     if not model_dir.is_dir():
         raise ConfigError(f"model directory {str(model_dir)!r} does not exist or is not a directory")
-    if not (model_dir / "config.json").is_file():
+    config = model_dir / "config.json"
+    if not config.is_file():
         raise ConfigError(
             f"{str(model_dir)!r} has no config.json: pass a local checkpoint directory (config, weights, tokenizer)"
         )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read {str(config)!r} as JSON ({exc}): is the model directory complete?") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(config)!r} holds a JSON {type(data).__name__}, not an object")
     return model_dir
 
 
@@ -89,6 +96,48 @@ def num_video_tokens(config: PretrainedConfig, num_frames: int) -> int:
     return num_frames * tokens_per_frame(config) + 1
 
 
+def context_length(config: PretrainedConfig) -> int | None:
+    """Positions the language model was built for (``max_position_embeddings``), None if unknown."""
+    text_config = getattr(config, "text_config", None) or config
+    value = getattr(text_config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def check_context(config: PretrainedConfig, num_frames: int, text_tokens: int, new_tokens: int = 0) -> int:
+    """The prompt length ``text + frames x tokens per frame + 1``; raises if it (plus the tokens to
+    generate) does not fit in the model's context. Cheap: call it before decoding any video.
+
+    Raises:
+        InputError: the prompt does not fit, naming the numbers and how many frames would fit.
+    """
+    per_frame = tokens_per_frame(config)
+    total = text_tokens + num_video_tokens(config, num_frames)
+    limit = context_length(config)
+    if limit is None or total + new_tokens <= limit:
+        return total
+    room = limit - new_tokens - text_tokens - 1
+    fit = max(room // per_frame, 0)
+    extra = f" + {new_tokens} new tokens" if new_tokens else ""
+    advice = f"use {fit} frames or fewer" if fit else "shorten the question or generate fewer tokens"
+    raise InputError(
+        f"the prompt needs {total:,} positions ({num_frames} frames x {per_frame} tokens + 1 newline + "
+        f"{text_tokens} text tokens){extra}, over the model's context of {limit:,} (max_position_embeddings): {advice}"
+    )
+
+
+def prompt_length(model_dir_or_tokenizer: ModelRef, question: str, num_frames: int, *, new_tokens: int = 0,
+                  system_prompt: str | None = None) -> int:
+    """The token count of the prompt ``prepare_inputs`` would build for ``num_frames`` frames, checked
+    against the context length (see :func:`check_context`) without touching any frame."""
+    question = _check_text("question", question)
+    model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
+    config = load_model_config(model_dir)
+    _check_special_tokens("question", question, tokenizer)
+    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
+    text_tokens = len(tokenizer(prompt.replace(VIDEO_TOKEN, ""), add_special_tokens=False)["input_ids"])
+    return check_context(config, num_frames, text_tokens, new_tokens)
+
+
 def load_chat_template(model_dir: str | os.PathLike[str], tokenizer: Any = None) -> str:
     """The checkpoint's multimodal chat template.
 
@@ -131,6 +180,19 @@ def _check_text(name: str, text: Any, *, allow_empty: bool = False) -> str:
     return text
 
 
+def _check_special_tokens(name: str, text: str, tokenizer: Any) -> None:
+    """Refuse chat-template control tokens (``<|im_end|>``, ...) inside user text: they would end the
+    user's turn and inject turns the relevance scorer never reads."""
+    specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    specials |= {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)}
+    found = sorted(t for t in specials if t and t in text)
+    if found:
+        raise InputError(
+            f"{name} contains the tokenizer's special token(s) {', '.join(map(repr, found))}: they would be read as "
+            "chat-template control tokens; remove them from the text"
+        )
+
+
 def _conversation(question: str, system_prompt: str | None) -> list[dict[str, Any]]:
     messages = []
     if system_prompt is not None:
@@ -161,6 +223,9 @@ def build_prompt(model_dir_or_tokenizer: ModelRef, question: str, *, system_prom
     if system_prompt is not None:
         _check_text("system_prompt", system_prompt, allow_empty=True)
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
+    _check_special_tokens("question", question, tokenizer)
+    if system_prompt is not None:
+        _check_special_tokens("system_prompt", system_prompt, tokenizer)
     return _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
 
 
@@ -239,7 +304,8 @@ def prepare_inputs(
         ``generate()`` rejects unknown keys. The question stays readable from ``input_ids`` after the video.
 
     Raises:
-        InputError: no video (``frames`` is None), empty question, placeholder text in the question.
+        InputError: no video (``frames`` is None), empty question, placeholder or chat-template special
+            tokens in the question, a prompt longer than the model's context.
         VideoError: frames of the wrong type, shape or dtype, or zero frames.
         ConfigError: not a checkpoint directory, no tokenizer, no chat template, mismatched files.
         UnsupportedModelError: the checkpoint is not a LLaVA-OneVision-style model.
@@ -251,8 +317,13 @@ def prepare_inputs(
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
     config = load_model_config(model_dir)
     video_id = _video_token_id(tokenizer, config)
+    _check_special_tokens("question", question, tokenizer)
+    if system_prompt is not None:
+        _check_special_tokens("system_prompt", system_prompt, tokenizer)
     prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
-    input_ids = _tokenize(tokenizer, prompt, video_id, num_video_tokens(config, video.shape[0]))
+    expected = num_video_tokens(config, video.shape[0])
+    input_ids = _tokenize(tokenizer, prompt, video_id, expected)
+    check_context(config, video.shape[0], input_ids.shape[1] - expected)
     pixels = _pixels(model_dir, video, config)
     return BatchFeature(
         {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels}

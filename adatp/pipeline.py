@@ -23,25 +23,69 @@ SUPPORTED_MODEL_TYPES = {"llava_onevision": "LlavaOnevisionForConditionalGenerat
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here; a one-line ConfigError naming what is available if not."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "has no CUDA support" if not torch.backends.cuda.is_built() else "finds no CUDA device"
+            raise ConfigError(f"device {device!r}: this torch ({torch.__version__}) {why}; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
+    return device
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def read_model_type(path: Path) -> str | None:
+    """``model_type`` from ``config.json``; a one-line ConfigError when the file is unreadable."""
+    config = path / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read {str(config)!r} as JSON ({exc}): is the model directory complete?") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(config)!r} holds a JSON {type(data).__name__}, not an object")
+    return data.get("model_type")
+
+
 def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
     """``from_pretrained(model_dir)`` of a supported family, SDPA attention, eval mode.
 
-    Raises ConfigError for a missing directory and UnsupportedModelError for another family.
+    Raises ConfigError for a missing directory, an unreadable config, an unknown dtype or a device
+    torch cannot use, and UnsupportedModelError for another family.
     """
     import transformers
 
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ConfigError(f"no model found at {path}: expected a directory with config.json")
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    check_dtype(dtype)
+    check_device(device)
+    model_type = read_model_type(path)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
             f"model type {model_type!r} in {path} is not supported; supported: {sorted(SUPPORTED_MODEL_TYPES)}"
         )
+    from safetensors import SafetensorError
+
     cls = getattr(transformers, SUPPORTED_MODEL_TYPES[model_type])
-    model = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation="sdpa")
+    try:
+        model = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation="sdpa")
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing or damaged weights, a config transformers refuses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot load the model in {str(path)!r}: {first}") from None
     return model.to(device).eval()
 
 

@@ -109,6 +109,11 @@ class ModelAdapter(ABC):
     def check_model(self) -> None:
         """Raise UnsupportedModelError for configurations the runtime cannot prune correctly."""
 
+    def attention_implementation(self) -> str | None:
+        """The language model's attention implementation now (``"sdpa"``, ``"eager"``, ...)."""
+        config = getattr(self.language_model(), "config", None)
+        return getattr(config, "_attn_implementation", None)
+
     @abstractmethod
     def language_model(self) -> nn.Module:
         """The decoder stack (receives inputs_embeds, position_ids, attention_mask, cache)."""

@@ -45,7 +45,7 @@ def _figure(width_px: int, height_px: int):
         from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError(
-            "pictures need matplotlib: pip install 'adatp[analysis]' (or matplotlib==3.11.2)"
+            'pictures need matplotlib: pip install "adatp[plots]"'
         ) from None
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     FigureCanvasAgg(fig)

@@ -21,7 +21,7 @@ def plot_speedups(payload: dict[str, Any], path: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError('plots need matplotlib: pip install "adatp[analysis]"') from None
+        raise ConfigError('plots need matplotlib: pip install "adatp[plots]"') from None
     runs = [r for r in payload["runs"] if r["method"] != "none"]
     base = next(r for r in payload["runs"] if r["method"] == "none")
     bars = [

