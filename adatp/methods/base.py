@@ -57,6 +57,10 @@ class StagePlan:
 
     ``scoring`` names the signal the runtime must compute for :meth:`PruningMethod.select`:
     ``"query_rows"`` (AdaTP, D3), ``"last_row"`` (FastV) or ``None`` (no attention needed).
+    ``score_layer`` is the decoder layer whose attention gives that signal: None means the stage's
+    own layer (D1: layer k's q/k on its input); an earlier layer j < ``layer`` means layer j's
+    q/k on layer j's input (after any stage at j), FastV's official "attention map of layer K-1"
+    (D11). At ``layer == 0`` the runtime scores layer 0's input before the pre-LLM stage.
     """
 
     layer: int
@@ -64,6 +68,14 @@ class StagePlan:
     budget: int
     scoring: str | None = "query_rows"
     needs_hidden: bool = False  # pass the alive tokens' (n, D) states to select(hidden=...)
+    score_layer: int | None = None  # layer whose attention scores this stage (None: ``layer``)
+
+    def __post_init__(self) -> None:
+        if self.score_layer is not None and not 0 <= self.score_layer <= self.layer:
+            raise ConfigError(
+                f"a stage at layer {self.layer} can be scored by layer {self.layer} or an earlier one, "
+                f"got score_layer={self.score_layer}"
+            )
 
 
 @dataclass

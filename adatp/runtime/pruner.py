@@ -11,7 +11,9 @@ runtime registers forward hooks (every handle kept, all removed by :meth:`Prunin
   ``inputs_embeds``, ``position_ids`` and a 2-D mask (always passed, so non-contiguous positions are
   never read as packed sequences);
 - on each decoder layer: at a stage layer k >= 1, score the alive visual tokens with layer k's own
-  q/k projections (query rows only, fp32) and gather the hidden states; every later layer receives
+  q/k projections (query rows only, fp32) and gather the hidden states; a stage whose plan names an
+  earlier ``score_layer`` j (FastV's official rule, D11) is scored at layer j's input instead and
+  the scores wait for layer k (nothing is pruned in between); every later layer receives
   the gathered (cos, sin), position ids and mask. Each layer's ``cache.update`` then stores exactly
   the tokens that layer saw, so the KV cache is consistent by construction and SDPA decodes with
   per-layer cache lengths (mask None for one new token without padding).
@@ -57,6 +59,8 @@ class _Prefill:
     relevance_source: str = "uniform"
     relevance_uniform: bool = True
     warnings: list[str] = field(default_factory=list)
+    pending_scores: dict[int, torch.Tensor] = field(default_factory=dict)  # stage layer -> (n,) scores
+    score_at: dict[int, list[StagePlan]] = field(default_factory=dict)  # layer -> stages it scores
     overhead_s: float = 0.0
     lm_started: bool = False
 
@@ -280,13 +284,21 @@ class PruningRuntime:
         if layers != sorted(set(layers)):
             raise ConfigError(f"method {self.method.name} returned stages out of order: {layers}")
         state.plans = {p.layer: p for p in plans}
+        for p in plans:
+            if p.scoring is not None and p.score_layer is not None and p.score_layer < p.layer:
+                state.score_at.setdefault(p.score_layer, []).append(p)
         num_visual = span.layout.num_visual
         state.visual_alive = torch.arange(num_visual, device=device)
         state.alive_seq = torch.arange(seq_len, device=device)
         if self.method.positions == "compact" and any(p.layer > 0 for p in plans):
             raise ConfigError("compact positions are only supported for methods that prune before the LLM")
         if 0 in state.plans:
-            embeds, keep = self._run_stage(state, state.plans[0], embeds, scores=None)
+            scores = None
+            if state.plans[0].scoring is not None:
+                # D1 at layer 0: layer 0's own attention on its input, before the pre-LLM stage.
+                rope = self.adapter.position_embeddings(embeds, position_ids)
+                scores = self._attention_scores(state, state.plans[0], self._layers[0], embeds, rope)
+            embeds, keep = self._run_stage(state, state.plans[0], embeds, scores=scores)
             if keep is not None:
                 embeds = embeds[:, keep]
                 mask = mask[:, keep]
@@ -348,7 +360,8 @@ class PruningRuntime:
             if state is None or not state.lm_started:
                 return None
             plan = state.plans.get(index) if index > 0 else None
-            if plan is None and state.layer_inputs is None:
+            scored_here = state.score_at.get(index, [])
+            if plan is None and not scored_here and state.layer_inputs is None:
                 return None
             hidden = args[0] if args else kwargs["hidden_states"]
             if state.layer_inputs is not None:
@@ -356,6 +369,12 @@ class PruningRuntime:
             if plan is not None:
                 t0 = self._tic(state)
                 hidden = self._in_llm_stage(state, plan, module, hidden, kwargs)
+                self._toc(state, t0)
+            for later in scored_here:  # a later stage ranked by this layer's attention (FastV, D11)
+                t0 = self._tic(state)
+                state.pending_scores[later.layer] = self._attention_scores(
+                    state, later, module, hidden, kwargs["position_embeddings"]
+                )
                 self._toc(state, t0)
             if args:
                 args = (hidden, *args[1:])
@@ -367,7 +386,9 @@ class PruningRuntime:
 
     def _in_llm_stage(self, state: _Prefill, plan: StagePlan, layer: nn.Module, hidden: torch.Tensor, kwargs: dict):
         scores = None
-        if plan.scoring is not None:
+        if plan.scoring is not None and plan.layer in state.pending_scores:
+            scores = state.pending_scores.pop(plan.layer)  # scored at plan.score_layer's input
+        elif plan.scoring is not None:
             scores = self._attention_scores(state, plan, layer, hidden, kwargs["position_embeddings"])
         hidden, keep = self._run_stage(state, plan, hidden, scores)
         if keep is None:
