@@ -35,6 +35,9 @@ class PrefillContext:
         query_text: the user's question as decoded from the prompt, if known.
         dims: the decoder's sizes (for FLOPs-targeted schedules).
         segment_threshold: the adapter's default tau_s for this tower.
+        frame_feature_source: what ``frame_features`` hold: "patch-mean", "cls", "siglip-head"
+            (the relevance scorer's pooled head, D6) or "missing".
+        warnings: the prefill's warning list; a method appends what the report must show.
     """
 
     span: VideoSpan
@@ -45,6 +48,8 @@ class PrefillContext:
     query_text: str | None
     dims: DecoderDims
     segment_threshold: float = 0.90
+    frame_feature_source: str = "patch-mean"
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_visual(self) -> int:

@@ -319,13 +319,24 @@ class PruningRuntime:
         feats = state.patch_features
         if self.adapter.global_feature == "cls":
             frame_features = state.cls_features.float() if state.cls_features is not None else None
+            source = "cls"
         else:
             frame_features = feats.float().mean(1) if feats is not None else None
+            source = "patch-mean"
+        head = getattr(self.scorer, "frame_features", None)
+        embedded = None
+        if callable(head) and feats is not None:
+            # D6: with a SigLIP scorer, g_t is its pooling head's output on the VLM's patch features;
+            # the same embedding also gives the relevance (the head runs once).
+            embedded = head(feats).float()
+            frame_features, source = embedded, "siglip-head"
+        if frame_features is None:
+            source = "missing"
         relevance = None
         if self.scorer is not None:
             # A scorer reads the patch features (SigLIP head) or the global features (frame_input).
             wants_global = getattr(self.scorer, "frame_input", "patches") == "global"
-            relevance = self._relevance(state, frame_features if wants_global else feats)
+            relevance = self._relevance(state, frame_features if wants_global else feats, embedded)
         return PrefillContext(
             span=span,
             tokens=tokens,
@@ -335,9 +346,13 @@ class PruningRuntime:
             query_text=state.query_text,
             dims=self.adapter.decoder_dims(),
             segment_threshold=self.adapter.default_segment_threshold,
+            frame_feature_source=source,
+            warnings=state.warnings,
         )
 
-    def _relevance(self, state: _Prefill, feats: torch.Tensor | None) -> torch.Tensor | None:
+    def _relevance(
+        self, state: _Prefill, feats: torch.Tensor | None, frames: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         if feats is None:
             state.warnings.append("no patch features were captured: relevance is uniform")
             return None
@@ -348,7 +363,8 @@ class PruningRuntime:
             return None
         state.query_text = extract_query_text(state.input_ids[0], state.span.end, self.tokenizer)
         text = self.scorer.embed_text(state.query_text)
-        frames = self.scorer.embed_frames(feats)
+        if frames is None:
+            frames = self.scorer.embed_frames(feats)
         state.relevance_source = getattr(self.scorer, "name", type(self.scorer).__name__)
         state.relevance_uniform = False
         return frame_relevance(text, frames)
