@@ -47,13 +47,6 @@ def _target(flops_ratio: float | None, retention: float | None, schedule: str | 
     return options
 
 
-def _check_method(method: str) -> None:
-    from adatp.methods.base import available_methods
-
-    if method not in available_methods():
-        raise ConfigError(f"unknown method {method!r}; available: {', '.join(available_methods())}")
-
-
 def _progress() -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -150,7 +143,7 @@ def generate(
     model: Annotated[Path, typer.Option(help="local model directory (config.json, weights, tokenizer)")],
     video: Annotated[Path, typer.Option(help="video file")],
     question: Annotated[str, typer.Option(help="question about the video")],
-    method: Annotated[str, typer.Option(help="pruning method (adatp, none, ...)")] = "adatp",
+    method: Annotated[str, typer.Option(help="pruning method (adatp, none, ...) or a spec name:key=value[:key=value]")] = "adatp",
     flops_ratio: Annotated[float | None, typer.Option(help="visual-only FLOPs target vs vanilla, in (0, 1]")] = None,
     retention: Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")] = None,
     schedule: Annotated[str | None, typer.Option(help='stages "LAYER:RETENTION,...", e.g. "0:.75,2:.35,14:.2"')] = None,
@@ -163,8 +156,10 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
     """Answer a question about a video with a pruned model and print the report."""
-    _check_method(method)
-    options = _target(flops_ratio, retention, schedule)
+    from adatp.methods.base import parse_method_spec
+
+    method, method_options = parse_method_spec(method)  # one-line errors for unknown names/options
+    options = method_options | _target(flops_ratio, retention, schedule)
     if relevance is not None:
         options["relevance"] = relevance
     result = _run_question(model, video, question, method, options, frames, max_new_tokens, compare, dtype, device)

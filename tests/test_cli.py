@@ -87,6 +87,10 @@ CASES = {
     "schedule malformed": (lambda m, c, t: _generate_args(m, c, "--schedule", "0-.5"), "schedule"),
     "layer past depth": (lambda m, c, t: _generate_args(m, c, "--schedule", "0:.5,40:.2"), "depth"),
     "unknown method": (lambda m, c, t: _generate_args(m, c, "--method", "magic"), "unknown method"),
+    "unknown method option": (lambda m, c, t: _generate_args(m, c, "--method", "adatp:alhpa=0"),
+                              "unknown option 'alhpa' in method spec 'adatp:alhpa=0'"),
+    "bad method option value": (lambda m, c, t: _generate_args(m, c, "--method", "adatp:segmentation=maybe"),
+                                "not a valid bool (use true or false)"),
     "missing model": (lambda m, c, t: _generate_args(t / "no-model", c), "no model found"),
     "unsupported model": (lambda m, c, t: _generate_args(_unsupported_model(m, t), c), "not supported"),
     "frames zero": (lambda m, c, t: _generate_args(m, c, "--frames", "0"), "frames"),
@@ -114,7 +118,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case, tiny_model_dir, clip, t
 def test_methods_lists_the_registered_methods():
     res = run_cli("methods")
     assert res.returncode == 0
-    words = set(res.stdout.split())
+    words = {w.strip(",") for w in res.stdout.split()}
     assert {"adatp", "fastv", "none", "random", "uniform-frames", "visionzip", "dycoke", "prunevid", "framefusion",
             "fastvid", "vidcom2"} <= words
-    assert "k=2" in words  # FastV's own option and its official default
+    assert "k=2" in words and "score_layer='previous'" in words  # FastV's own options, official defaults

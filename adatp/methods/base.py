@@ -250,3 +250,73 @@ def build_method(name: str, **options: Any) -> PruningMethod:
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for method {name!r}; valid: {sorted(known)}")
     return cls(cls.config_class(**options))
+
+
+_TARGET_KEYS = ("schedule", "retention", "flops_ratio")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _convert_option(spec: str, key: str, text: str, kind: Any) -> Any:
+    """One option value from the command line, converted to the config field's declared type."""
+    import types
+    import typing
+
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() == "none":
+            return None
+        (kind,) = [a for a in args if a is not type(None)] or (str,)
+    try:
+        if kind is bool:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if kind in (int, float, str):
+            return kind(text)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"option {key!r} in method spec {spec!r} cannot be given as text; set it in Python")
+    raise ConfigError(
+        f"option {key}={text!r} in method spec {spec!r} is not a valid {kind.__name__}"
+        + (" (use true or false)" if kind is bool else "")
+    )
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name:key=value[:key=value]"`` -> (name, options), values typed from the method's config.
+
+    ``"adatp:alpha=0:segmentation=false"`` -> ("adatp", {"alpha": 0.0, "segmentation": False}).
+    Bools read true/false (yes/no, on/off, 1/0); ``none`` is None where the field allows it. The
+    cost target (schedule, retention, flops_ratio) is not a method option: it comes from its own
+    flags. Every error is one line naming the spec, the value and the fix; the options are checked
+    by building the method's config, so a bad value (``alpha=-1``) fails here, before any run.
+    """
+    import typing
+
+    import adatp.methods  # noqa: F401
+
+    name, *parts = spec.strip().split(":")
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r} in {spec!r}; available: {', '.join(available_methods())}")
+    cls = _METHODS[name]
+    hints = typing.get_type_hints(cls.config_class)
+    valid = sorted(f.name for f in dataclasses.fields(cls.config_class) if f.name not in _TARGET_KEYS)
+    options: dict[str, Any] = {}
+    for part in parts:
+        key, eq, text = part.partition("=")
+        key, text = key.strip(), text.strip()
+        if not eq or not key or not text:
+            raise ConfigError(f"method spec {spec!r}: expected key=value after ':', got {part!r} (name:key=value[:key=value])")
+        if key in _TARGET_KEYS:
+            raise ConfigError(f"method spec {spec!r}: {key} is the cost target, give it with --{key.replace('_', '-')}")
+        if key not in valid:
+            raise ConfigError(f"unknown option {key!r} in method spec {spec!r}; {name}'s options: {', '.join(valid) or 'none'}")
+        if key in options:
+            raise ConfigError(f"method spec {spec!r} sets {key!r} twice")
+        options[key] = _convert_option(spec, key, text, hints[key])
+    try:
+        cls.config_class(**options)
+    except ConfigError as exc:
+        raise ConfigError(f"method spec {spec!r}: {exc}") from None
+    return name, options
