@@ -120,5 +120,5 @@ def test_methods_lists_the_registered_methods():
     assert res.returncode == 0
     words = {w.strip(",") for w in res.stdout.split()}
     assert {"adatp", "fastv", "none", "random", "uniform-frames", "visionzip", "dycoke", "prunevid", "framefusion",
-            "fastvid", "vidcom2"} <= words
+            "fastvid", "vidcom2", "flashvid", "holitom"} <= words
     assert "k=2" in words and "score_layer='previous'" in words  # FastV's own options, official defaults
