@@ -33,7 +33,7 @@ class SiglipRelevance:
     which HF LLaVA-OneVision checkpoints produce without a head (``vision_use_head`` false, D6).
     The text goes through SigLIP's tokenizer with max_length padding, as SigLIP was trained.
     The same pooled head output is the frame's global feature g_t for segmentation (D6):
-    :meth:`frame_features` tells the runtime to use it instead of the patch mean.
+    :meth:`segmentation_features` tells the runtime to use it instead of the patch mean.
     """
 
     def __init__(self, path: str | Path, device: torch.device | str | None = None) -> None:
@@ -70,7 +70,7 @@ class SiglipRelevance:
         x = patch_features.to(vm.post_layernorm.weight.dtype).to(vm.post_layernorm.weight.device)
         return vm.head(vm.post_layernorm(x)).float()
 
-    def frame_features(self, patch_features: torch.Tensor) -> torch.Tensor:
+    def segmentation_features(self, patch_features: torch.Tensor) -> torch.Tensor:
         """g_t for segmentation when this scorer is given (D6): the head's pooled feature, (T, d)."""
         return self.embed_frames(patch_features)
 

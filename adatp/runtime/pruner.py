@@ -323,7 +323,7 @@ class PruningRuntime:
         else:
             frame_features = feats.float().mean(1) if feats is not None else None
             source = "patch-mean"
-        head = getattr(self.scorer, "frame_features", None)
+        head = getattr(self.scorer, "segmentation_features", None)
         embedded = None
         if callable(head) and feats is not None:
             # D6: with a SigLIP scorer, g_t is its pooling head's output on the VLM's patch features;
