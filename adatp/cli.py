@@ -47,13 +47,6 @@ def _target(flops_ratio: float | None, retention: float | None, schedule: str | 
     return options
 
 
-def _check_method(method: str) -> None:
-    from adatp.methods.base import available_methods
-
-    if method not in available_methods():
-        raise ConfigError(f"unknown method {method!r}; available: {', '.join(available_methods())}")
-
-
 def _progress() -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -154,7 +147,7 @@ def generate(
     model: Annotated[Path, typer.Option(help="local model directory (config.json, weights, tokenizer)")],
     video: Annotated[Path, typer.Option(help="video file")],
     question: Annotated[str, typer.Option(help="question about the video")],
-    method: Annotated[str, typer.Option(help="pruning method (adatp, none, ...)")] = "adatp",
+    method: Annotated[str, typer.Option(help="pruning method (adatp, none, ...) or a spec name:key=value[:key=value]")] = "adatp",
     flops_ratio: Annotated[float | None, typer.Option(help="visual-only FLOPs target vs vanilla, in (0, 1]")] = None,
     retention: Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")] = None,
     schedule: Annotated[str | None, typer.Option(help='stages "LAYER:RETENTION,...", e.g. "0:.75,2:.35,14:.2"')] = None,
@@ -167,9 +160,10 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
     """Answer a question about a video with a pruned model and print the report."""
+    from adatp.methods.base import parse_method_spec
     from adatp.pipeline import check_device, check_dtype
 
-    _check_method(method)
+    method, method_options = parse_method_spec(method)  # one-line errors for unknown names/options
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if frames < 1:
@@ -180,7 +174,7 @@ def generate(
                                       ("--schedule", schedule), ("--relevance", relevance)) if value is not None]
     if method == "none" and given:
         raise ConfigError(f"--method none prunes nothing, so {', '.join(given)} would be ignored: drop it, or pick a method")
-    options = _target(flops_ratio, retention, schedule)
+    options = method_options | _target(flops_ratio, retention, schedule)
     if relevance is not None:
         options["relevance"] = relevance
     result = _run_question(model, video, question, method, options, frames, max_new_tokens, compare, dtype, device)

@@ -103,6 +103,10 @@ CASES = {
                          _generate_args(m, c)], "special token"),
     "more frames than the context holds": (lambda m, c, t: _generate_args(m, c, "--frames", "10000"),
                                            "over the model's context"),
+    "unknown method option": (lambda m, c, t: _generate_args(m, c, "--method", "adatp:alhpa=0"),
+                              "unknown option 'alhpa' in method spec 'adatp:alhpa=0'"),
+    "bad method option value": (lambda m, c, t: _generate_args(m, c, "--method", "adatp:segmentation=maybe"),
+                                "not a valid bool (use true or false)"),
     "unsupported model": (lambda m, c, t: _generate_args(_unsupported_model(m, t), c), "not supported"),
     "frames zero": (lambda m, c, t: _generate_args(m, c, "--frames", "0"), "frames"),
     "paired method not run": (lambda m, c, t: ["eval", "needle", "--model", str(m), "--method", "none", "--paired",
@@ -136,7 +140,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(case, tiny_model_dir, clip, t
 def test_methods_lists_the_registered_methods():
     res = run_cli("methods")
     assert res.returncode == 0
-    words = set(res.stdout.split())
+    words = {w.strip(",") for w in res.stdout.split()}
     assert {"adatp", "fastv", "none", "random", "uniform-frames", "visionzip", "dycoke", "prunevid", "framefusion",
-            "fastvid", "vidcom2"} <= words
-    assert "k=2" in words  # FastV's own option and its official default
+            "fastvid", "vidcom2", "flashvid", "holitom"} <= words
+    assert "k=2" in words and "score_layer='previous'" in words  # FastV's own options, official defaults

@@ -151,11 +151,12 @@ def test_the_demo_writes_elsewhere_when_the_cache_is_read_only(tmp_path, monkeyp
 
 def test_an_unexpected_exception_is_one_line_saying_bug_and_debug_shows_the_traceback(monkeypatch, capsys):
     from adatp import cli
+    from adatp.methods import base
 
-    def broken(method):
+    def broken(spec):
         raise RuntimeError("something inside went wrong\nsecond line")
 
-    monkeypatch.setattr(cli, "_check_method", broken)
+    monkeypatch.setattr(base, "parse_method_spec", broken)
     args = ["generate", "--model", "m", "--video", "v.mp4", "--question", "q"]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(args)

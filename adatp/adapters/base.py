@@ -157,6 +157,14 @@ class ModelAdapter(ABC):
         """Locate the video block in (1, L) input_ids and check its size against the frames."""
 
     # --- attention importance ---------------------------------------------------------------
+    def position_embeddings(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (cos, sin) the decoder layers will receive for (1, n, D) inputs at ``position_ids``.
+
+        Used to score layer 0's own attention before the pre-LLM stage, where the language model
+        has not built them yet (its ``rotary_emb``, exactly as its forward calls it).
+        """
+        return self.language_model().rotary_emb(hidden, position_ids)
+
     @abstractmethod
     def query_key_states(
         self,

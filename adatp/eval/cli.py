@@ -35,7 +35,8 @@ def default_model_dir() -> Path:
 def needle(
     model: Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")] = None,
     method: Annotated[str | None, typer.Option(help="one method")] = None,
-    methods: Annotated[str | None, typer.Option(help='comma-separated methods, or "all"')] = None,
+    methods: Annotated[str | None, typer.Option(help='comma-separated methods or specs name:key=value[:key=value] '
+                                                     '(e.g. "adatp,adatp:alpha=0"), or "all"')] = None,
     flops_ratio: Annotated[str | None, typer.Option(help="visual FLOPs target(s) vs vanilla, in (0, 1]: .273 or .5,.273,.1")] = None,
     flops_ratios: Annotated[str | None, typer.Option(help="alias of --flops-ratio")] = None,
     retention: Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")] = None,
@@ -58,14 +59,14 @@ def needle(
 
     if method and methods:
         raise ConfigError("give --method or --methods, not both")
-    names = [method] if method else (available_methods() if methods == "all" else [m for m in (methods or "").split(",") if m])
+    names = [method] if method else (available_methods() if methods == "all" else [m.strip() for m in (methods or "").split(",") if m.strip()])
     if not names:
         raise ConfigError("give --method M or --methods a,b,c (or all)")
     ratios = _floats(flops_ratio, "--flops-ratio") + _floats(flops_ratios, "--flops-ratios")
     if ratios and retention is not None:
         raise ConfigError("give flops ratio(s) or --retention, not both")
     specs = build_specs(names, ratios, [retention] if retention is not None else [])
-    if paired is not None and paired not in names:
+    if paired is not None and paired not in {s.name for s in specs}:
         raise ConfigError(f"--paired {paired}: not among the methods run ({', '.join(names)})")
     model_dir = model if model is not None else default_model_dir()
     console = Console(stderr=True)
@@ -78,9 +79,9 @@ def needle(
     comparisons = paired_comparisons(run.results, paired) if paired is not None else None
     if as_json:
         payload = {"model": str(model_dir), "split": split, "count": count,
-                   "runs": [{"method": s.method, **s.options, "results_file": str(run.path(s)), **summary_to_dict(v)}
+                   "runs": [{"method": s.method, "spec": s.name, **s.options, "results_file": str(run.path(s)), **summary_to_dict(v)}
                             for s, v in summaries.items()],
-                   "skipped": [{"method": s.method, **s.options, "reason": why} for s, why in run.skipped.items()]}
+                   "skipped": [{"method": s.method, "spec": s.name, **s.options, "reason": why} for s, why in run.skipped.items()]}
         if comparisons is not None:
             payload["paired"] = comparisons
         typer.echo(json.dumps(payload, indent=2))

@@ -24,43 +24,66 @@ from adatp.eval.stats import accuracy, grouped_accuracy
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One method at one cost target. ``target``: {} (none), {"flops_ratio": F} or {"retention": R}."""
+    """One method (with its own options) at one cost target.
+
+    ``target``: () (none), (("flops_ratio", F),) or (("retention", R),). ``method_options``: the
+    method's own options from a spec ``name:key=value[:key=value]`` (an ablation), in the order
+    given; ``name`` is that full spec, and labels, slugs and results name the run by it.
+    """
 
     method: str
     target: tuple[tuple[str, float], ...] = ()
+    method_options: tuple[tuple[str, Any], ...] = ()
 
     @property
-    def options(self) -> dict[str, float]:
-        return dict(self.target)
+    def options(self) -> dict[str, Any]:
+        """Everything ``adatp.prune`` takes for this run: the method's options and the target."""
+        return dict(self.method_options) | dict(self.target)
+
+    @property
+    def name(self) -> str:
+        """The full method spec, e.g. ``adatp:alpha=0:segmentation=false``."""
+        return self.method + "".join(f":{k}={_text(v)}" for k, v in self.method_options)
 
     @property
     def slug(self) -> str:
-        parts = [self.method] + [f"{'flops' if k == 'flops_ratio' else k}{v:g}" for k, v in self.target]
+        parts = [self.method] + [f"{k}{_text(v)}" for k, v in self.method_options]
+        parts += [f"{'flops' if k == 'flops_ratio' else k}{v:g}" for k, v in self.target]
         return "_".join(parts)
 
     @property
     def label(self) -> str:
-        return self.method + "".join(f" @ {k.replace('_', ' ')} {v:g}" for k, v in self.target)
+        return self.name + "".join(f" @ {k.replace('_', ' ')} {v:g}" for k, v in self.target)
+
+
+def _text(value: Any) -> str:
+    """An option value as the command line writes it (``0``, ``2.5``, ``false``, ``none``)."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def build_specs(methods: Iterable[str], flops_ratios: Iterable[float] = (), retentions: Iterable[float] = ()) -> list[RunSpec]:
-    """Every method at every target; "none" once (it has no target)."""
-    from adatp.methods.base import available_methods
+    """Every method spec at every target; "none" once (it has no target).
+
+    A method is a name or a spec ``name:key=value[:key=value]``
+    (:func:`adatp.methods.base.parse_method_spec`: typed, checked, one-line errors).
+    """
+    from adatp.methods.base import parse_method_spec
     from adatp.ops.schedule import check_fraction
 
-    known = available_methods()
     targets = [(("flops_ratio", check_fraction("flops ratio", f)),) for f in flops_ratios]
     targets += [(("retention", check_fraction("retention", r)),) for r in retentions]
     specs: list[RunSpec] = []
-    for method in methods:
-        if method not in known:
-            raise ConfigError(f"unknown method {method!r}; available: {', '.join(known)}")
+    for text in methods:
+        method, options = parse_method_spec(text)
+        own = tuple(options.items())
         if method == "none":
-            specs.append(RunSpec("none"))
+            specs.append(RunSpec("none", (), own))
         else:
             if not targets:
-                raise ConfigError(f"method {method!r} needs a target: --flops-ratio(s) or --retention")
-            specs.extend(RunSpec(method, t) for t in targets)
+                raise ConfigError(f"method {text!r} needs a target: --flops-ratio(s) or --retention")
+            specs.extend(RunSpec(method, t, own) for t in targets)
     return list(dict.fromkeys(specs))
 
 
@@ -171,7 +194,7 @@ def run_needle(
                 except ConfigError as exc:  # e.g. a target the method cannot reach on this model
                     run.skipped[spec] = str(exc)
                     continue
-                row = {"item_id": item.item_id, "kind": item.kind, "position": item.position,
+                row = {"item_id": item.item_id, "spec": spec.name, "kind": item.kind, "position": item.position,
                        "answer": item.answer, **answer}
                 row["correct"] = row["predicted"] == item.answer
                 append_line(run.path(spec), row)
@@ -216,12 +239,12 @@ def paired_comparisons(results: dict[RunSpec, list[dict[str, Any]]], method: str
     items: discordant counts and the exact McNemar p-value (uncorrected for the number of tests)."""
     from adatp.eval.stats import mcnemar_exact, paired_discordance
 
-    mine = {spec.target: spec for spec in results if spec.method == method}
+    mine = {spec.target: spec for spec in results if spec.name == method}
     if not mine:
-        raise ConfigError(f"--paired {method}: no run of {method!r} among {sorted({s.method for s in results})}")
+        raise ConfigError(f"--paired {method}: no run of {method!r} among {sorted({s.name for s in results})}")
     rows = []
     for spec in results:
-        if spec.method == method:
+        if spec.name == method:
             continue
         ours = [mine[spec.target]] if spec.target in mine else ([*mine.values()] if spec.method == "none" else [])
         for own in ours:

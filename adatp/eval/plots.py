@@ -19,7 +19,7 @@ def plot_accuracy_vs_flops(summaries: dict, path: str | Path) -> Path:
     lines: dict[str, list[tuple[float, float, float, float]]] = {}
     for spec, s in summaries.items():
         acc = s["overall"]
-        lines.setdefault(spec.method, []).append((s["flops_visual_ratio"], acc.value, acc.low, acc.high))
+        lines.setdefault(spec.name, []).append((s["flops_visual_ratio"], acc.value, acc.low, acc.high))
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for method, points in sorted(lines.items()):
         points.sort()

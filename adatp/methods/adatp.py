@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import dataclasses
+import warnings
+
 import torch
 
 from adatp.errors import ConfigError
@@ -31,7 +34,9 @@ class AdaTPConfig(TargetConfig):
         min_segments: m, FastVID's rule (cut at the m-1 lowest similarities if needed).
         segmentation: False puts every frame in one segment (ablation "no segmentation").
         alpha: relevance weight in w_j = n_j (1 + alpha R_hat_j); 0 turns global debiasing off.
-        dedup_threshold: tau_d; > 1 turns local debiasing off.
+        dedup_threshold: tau_d; > 1 turns local debiasing off: no duplicates, and the layer-0
+            stage ranks inside each segment by layer 0's own query-row attention (D1, D13)
+            instead of by redundancy.
         min_per_segment: at least this many tokens per segment while the budget allows.
         scoring: "attention" (query-row attention, the method) or "random" (ablation), seeded by ``seed``.
         seed: seed of the random ablation.
@@ -67,10 +72,20 @@ class AdaTP(PruningMethod):
         layout = ctx.span.layout
         per_frame = layout.tokens_per_frame
         # Stage 0: segments of similar consecutive frames.
+        self.segmentation_note = "on" if cfg.segmentation else "off (ablation: one segment)"
         if cfg.segmentation and ctx.frame_features is not None:
             tau = cfg.segment_threshold if cfg.segment_threshold is not None else ctx.segment_threshold
             frame_segments = segment_frames(ctx.frame_features, tau, cfg.min_segments)
         else:
+            if cfg.segmentation:  # never a silent change: warn and record it in the report
+                msg = (
+                    "adatp: no per-frame features were captured, so segmentation is off and the whole video is "
+                    "one segment; pass pixel_values_videos through the model's own forward/generate so the "
+                    "projector hook sees them, or set segmentation=False to make this explicit"
+                )
+                warnings.warn(msg, stacklevel=2)
+                ctx.warnings.append(msg)
+                self.segmentation_note = "off: no frame features"
             frame_segments = torch.zeros(layout.num_frames, dtype=torch.long, device=ctx.tokens.device)
         frame_segments = frame_segments.to(ctx.tokens.device)
         self.frame_segments = frame_segments
@@ -89,16 +104,25 @@ class AdaTP(PruningMethod):
         self.duplicates = duplicate_mask(self.redundancy, cfg.dedup_threshold)
         self.alive_per_segment = list(self.segment_tokens)
         self.relevance_source = ctx.relevance_source
+        self.frame_feature_source = ctx.frame_feature_source
         self.budgets: list[list[int]] = []
         self._generator = torch.Generator().manual_seed(cfg.seed)
-        return self.stages_for(ctx, "query_rows" if cfg.scoring == "attention" else None)
+        stages = self.stages_for(ctx, "query_rows" if cfg.scoring == "attention" else None)
+        if self.local_debiasing_off and cfg.scoring == "attention":
+            # No local debiasing: the layer-0 stage ranks by layer 0's own attention (D1, D13).
+            stages = [dataclasses.replace(s, scoring="query_rows") if s.layer == 0 else s for s in stages]
+        return stages
+
+    @property
+    def local_debiasing_off(self) -> bool:
+        return self.config.dedup_threshold > 1
 
     def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
         cfg = self.config
         budgets = allocate_segment_budgets(stage.budget, self.weights, self.alive_per_segment, cfg.min_per_segment)
         if cfg.scoring == "random":
             key = torch.rand(alive.shape[0], generator=self._generator).to(alive.device)
-        elif stage.layer == 0:
+        elif stage.layer == 0 and not self.local_debiasing_off:
             # Before the LLM: drop the most redundant first (duplicates are the most redundant).
             key = -self.redundancy[alive]
         else:
@@ -125,6 +149,8 @@ class AdaTP(PruningMethod):
             "segment_relevance": [round(float(r), 6) for r in self.relevance],
             "segment_weights": [round(w, 6) for w in self.weights],
             "relevance_source": self.relevance_source,
+            "segmentation": self.segmentation_note,
+            "segmentation_feature": self.frame_feature_source,
             "duplicates": int(self.duplicates.sum()),
             "segment_budgets": self.budgets,
         }

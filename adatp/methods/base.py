@@ -35,6 +35,9 @@ class PrefillContext:
         query_text: the user's question as decoded from the prompt, if known.
         dims: the decoder's sizes (for FLOPs-targeted schedules).
         segment_threshold: the adapter's default tau_s for this tower.
+        frame_feature_source: what ``frame_features`` hold: "patch-mean", "cls", "siglip-head"
+            (the relevance scorer's pooled head, D6) or "missing".
+        warnings: the prefill's warning list; a method appends what the report must show.
     """
 
     span: VideoSpan
@@ -45,6 +48,8 @@ class PrefillContext:
     query_text: str | None
     dims: DecoderDims
     segment_threshold: float = 0.90
+    frame_feature_source: str = "patch-mean"
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_visual(self) -> int:
@@ -57,6 +62,10 @@ class StagePlan:
 
     ``scoring`` names the signal the runtime must compute for :meth:`PruningMethod.select`:
     ``"query_rows"`` (AdaTP, D3), ``"last_row"`` (FastV) or ``None`` (no attention needed).
+    ``score_layer`` is the decoder layer whose attention gives that signal: None means the stage's
+    own layer (D1: layer k's q/k on its input); an earlier layer j < ``layer`` means layer j's
+    q/k on layer j's input (after any stage at j), FastV's official "attention map of layer K-1"
+    (D11). At ``layer == 0`` the runtime scores layer 0's input before the pre-LLM stage.
     """
 
     layer: int
@@ -64,6 +73,14 @@ class StagePlan:
     budget: int
     scoring: str | None = "query_rows"
     needs_hidden: bool = False  # pass the alive tokens' (n, D) states to select(hidden=...)
+    score_layer: int | None = None  # layer whose attention scores this stage (None: ``layer``)
+
+    def __post_init__(self) -> None:
+        if self.score_layer is not None and not 0 <= self.score_layer <= self.layer:
+            raise ConfigError(
+                f"a stage at layer {self.layer} can be scored by layer {self.layer} or an earlier one, "
+                f"got score_layer={self.score_layer}"
+            )
 
 
 @dataclass
@@ -233,3 +250,73 @@ def build_method(name: str, **options: Any) -> PruningMethod:
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for method {name!r}; valid: {sorted(known)}")
     return cls(cls.config_class(**options))
+
+
+_TARGET_KEYS = ("schedule", "retention", "flops_ratio")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _convert_option(spec: str, key: str, text: str, kind: Any) -> Any:
+    """One option value from the command line, converted to the config field's declared type."""
+    import types
+    import typing
+
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() == "none":
+            return None
+        (kind,) = [a for a in args if a is not type(None)] or (str,)
+    try:
+        if kind is bool:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if kind in (int, float, str):
+            return kind(text)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"option {key!r} in method spec {spec!r} cannot be given as text; set it in Python")
+    raise ConfigError(
+        f"option {key}={text!r} in method spec {spec!r} is not a valid {kind.__name__}"
+        + (" (use true or false)" if kind is bool else "")
+    )
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name:key=value[:key=value]"`` -> (name, options), values typed from the method's config.
+
+    ``"adatp:alpha=0:segmentation=false"`` -> ("adatp", {"alpha": 0.0, "segmentation": False}).
+    Bools read true/false (yes/no, on/off, 1/0); ``none`` is None where the field allows it. The
+    cost target (schedule, retention, flops_ratio) is not a method option: it comes from its own
+    flags. Every error is one line naming the spec, the value and the fix; the options are checked
+    by building the method's config, so a bad value (``alpha=-1``) fails here, before any run.
+    """
+    import typing
+
+    import adatp.methods  # noqa: F401
+
+    name, *parts = spec.strip().split(":")
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r} in {spec!r}; available: {', '.join(available_methods())}")
+    cls = _METHODS[name]
+    hints = typing.get_type_hints(cls.config_class)
+    valid = sorted(f.name for f in dataclasses.fields(cls.config_class) if f.name not in _TARGET_KEYS)
+    options: dict[str, Any] = {}
+    for part in parts:
+        key, eq, text = part.partition("=")
+        key, text = key.strip(), text.strip()
+        if not eq or not key or not text:
+            raise ConfigError(f"method spec {spec!r}: expected key=value after ':', got {part!r} (name:key=value[:key=value])")
+        if key in _TARGET_KEYS:
+            raise ConfigError(f"method spec {spec!r}: {key} is the cost target, give it with --{key.replace('_', '-')}")
+        if key not in valid:
+            raise ConfigError(f"unknown option {key!r} in method spec {spec!r}; {name}'s options: {', '.join(valid) or 'none'}")
+        if key in options:
+            raise ConfigError(f"method spec {spec!r} sets {key!r} twice")
+        options[key] = _convert_option(spec, key, text, hints[key])
+    try:
+        cls.config_class(**options)
+    except ConfigError as exc:
+        raise ConfigError(f"method spec {spec!r}: {exc}") from None
+    return name, options

@@ -5,13 +5,16 @@ LAST prompt token gives them, averaged over heads, and the top R are kept, over 
 (no segments). The official default keeps R = 50%; here the kept fraction comes from the shared
 target (retention / flops_ratio, D8), the layer from ``k``.
 
-Deviation from the official code (``fastv_kvcache``): it reads layer K-1's attention map (computed
-anyway in eager mode); adatp scores with layer K's own q/k on its input (DECISIONS D1), the same
-signal AdaTP's in-LLM stages use, so both are compared on one definition.
+Scores, as the official code (``fastv_kvcache``) computes them: the attention map that layer K-1
+produced, i.e. layer K-1's own q/k (its input layernorm, RoPE, GQA repeat) on layer K-1's input,
+softmax over every causal key in fp32, the last query row, mean over heads; the input of layer K is
+pruned (``score_layer="previous"``, the default). ``score_layer="self"`` keeps adatp's earlier
+variant, layer K's own q/k on its input (the D1 rule AdaTP's in-LLM stages use); it is not FastV.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -24,14 +27,25 @@ from adatp.ops.selection import top_k_global
 
 @dataclass
 class FastVConfig(TargetConfig):
-    """FastV settings. ``k``: the decoder layer whose input is pruned (official K=2)."""
+    """FastV settings.
+
+    Attributes:
+        k: the decoder layer whose input is pruned (official K=2).
+        score_layer: "previous" (official: layer K-1's attention map ranks the tokens) or "self"
+            (variant: layer K's own q/k on its input, as AdaTP's stages score).
+    """
 
     k: int = field(default=2, metadata={"help": "prune the input of decoder layer K"})
+    score_layer: str = field(default="previous", metadata={"help": "previous (official, layer K-1) | self (layer K)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.k < 1:
             raise ConfigError(f"FastV prunes inside the LLM: k must be >= 1, got {self.k}")
+        if self.score_layer not in ("previous", "self"):
+            raise ConfigError(
+                f"score_layer must be 'previous' (official FastV) or 'self', got {self.score_layer!r}"
+            )
 
 
 @register_method
@@ -46,7 +60,11 @@ class FastV(PruningMethod):
         return [(self.config.k, 0.5)]  # official R = 50%
 
     def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        return self.stages_for(ctx, "last_row")
+        stages = self.stages_for(ctx, "last_row")
+        if self.config.score_layer == "self":
+            return stages
+        # Official rule: the stage at layer K is ranked by layer K-1's attention map (D11).
+        return [dataclasses.replace(s, score_layer=s.layer - 1) if s.layer > 0 else s for s in stages]
 
     def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
         if scores is None:  # a user schedule with a stage at layer 0: no attention exists there

@@ -32,6 +32,8 @@ class SiglipRelevance:
     The head (post-LayerNorm + attention pooling) is applied to the VLM tower's patch features,
     which HF LLaVA-OneVision checkpoints produce without a head (``vision_use_head`` false, D6).
     The text goes through SigLIP's tokenizer with max_length padding, as SigLIP was trained.
+    The same pooled head output is the frame's global feature g_t for segmentation (D6):
+    :meth:`segmentation_features` tells the runtime to use it instead of the patch mean.
     """
 
     def __init__(self, path: str | Path, device: torch.device | str | None = None) -> None:
@@ -67,6 +69,10 @@ class SiglipRelevance:
         vm = self.model.vision_model
         x = patch_features.to(vm.post_layernorm.weight.dtype).to(vm.post_layernorm.weight.device)
         return vm.head(vm.post_layernorm(x)).float()
+
+    def segmentation_features(self, patch_features: torch.Tensor) -> torch.Tensor:
+        """g_t for segmentation when this scorer is given (D6): the head's pooled feature, (T, d)."""
+        return self.embed_frames(patch_features)
 
 
 def build_scorer(spec: str | RelevanceScorer | None, model_dir: str | Path | None = None) -> RelevanceScorer | None:

@@ -11,7 +11,9 @@ runtime registers forward hooks (every handle kept, all removed by :meth:`Prunin
   ``inputs_embeds``, ``position_ids`` and a 2-D mask (always passed, so non-contiguous positions are
   never read as packed sequences);
 - on each decoder layer: at a stage layer k >= 1, score the alive visual tokens with layer k's own
-  q/k projections (query rows only, fp32) and gather the hidden states; every later layer receives
+  q/k projections (query rows only, fp32) and gather the hidden states; a stage whose plan names an
+  earlier ``score_layer`` j (FastV's official rule, D11) is scored at layer j's input instead and
+  the scores wait for layer k (nothing is pruned in between); every later layer receives
   the gathered (cos, sin), position ids and mask. Each layer's ``cache.update`` then stores exactly
   the tokens that layer saw, so the KV cache is consistent by construction and SDPA decodes with
   per-layer cache lengths (mask None for one new token without padding).
@@ -57,6 +59,8 @@ class _Prefill:
     relevance_source: str = "uniform"
     relevance_uniform: bool = True
     warnings: list[str] = field(default_factory=list)
+    pending_scores: dict[int, torch.Tensor] = field(default_factory=dict)  # stage layer -> (n,) scores
+    score_at: dict[int, list[StagePlan]] = field(default_factory=dict)  # layer -> stages it scores
     overhead_s: float = 0.0
     lm_started: bool = False
 
@@ -288,13 +292,21 @@ class PruningRuntime:
             raise ConfigError(f"method {self.method.name} returned stages out of order: {layers}")
         _check_budgets(plans, span.layout.num_visual)
         state.plans = {p.layer: p for p in plans}
+        for p in plans:
+            if p.scoring is not None and p.score_layer is not None and p.score_layer < p.layer:
+                state.score_at.setdefault(p.score_layer, []).append(p)
         num_visual = span.layout.num_visual
         state.visual_alive = torch.arange(num_visual, device=device)
         state.alive_seq = torch.arange(seq_len, device=device)
         if self.method.positions == "compact" and any(p.layer > 0 for p in plans):
             raise ConfigError("compact positions are only supported for methods that prune before the LLM")
         if 0 in state.plans:
-            embeds, keep = self._run_stage(state, state.plans[0], embeds, scores=None)
+            scores = None
+            if state.plans[0].scoring is not None:
+                # D1 at layer 0: layer 0's own attention on its input, before the pre-LLM stage.
+                rope = self.adapter.position_embeddings(embeds, position_ids)
+                scores = self._attention_scores(state, state.plans[0], self._layers[0], embeds, rope)
+            embeds, keep = self._run_stage(state, state.plans[0], embeds, scores=scores)
             if keep is not None:
                 embeds = embeds[:, keep]
                 mask = mask[:, keep]
@@ -315,13 +327,24 @@ class PruningRuntime:
         feats = state.patch_features
         if self.adapter.global_feature == "cls":
             frame_features = state.cls_features.float() if state.cls_features is not None else None
+            source = "cls"
         else:
             frame_features = feats.float().mean(1) if feats is not None else None
+            source = "patch-mean"
+        head = getattr(self.scorer, "segmentation_features", None)
+        embedded = None
+        if callable(head) and feats is not None:
+            # D6: with a SigLIP scorer, g_t is its pooling head's output on the VLM's patch features;
+            # the same embedding also gives the relevance (the head runs once).
+            embedded = head(feats).float()
+            frame_features, source = embedded, "siglip-head"
+        if frame_features is None:
+            source = "missing"
         relevance = None
         if self.scorer is not None:
             # A scorer reads the patch features (SigLIP head) or the global features (frame_input).
             wants_global = getattr(self.scorer, "frame_input", "patches") == "global"
-            relevance = self._relevance(state, frame_features if wants_global else feats)
+            relevance = self._relevance(state, frame_features if wants_global else feats, embedded)
         return PrefillContext(
             span=span,
             tokens=tokens,
@@ -331,9 +354,13 @@ class PruningRuntime:
             query_text=state.query_text,
             dims=self.adapter.decoder_dims(),
             segment_threshold=self.adapter.default_segment_threshold,
+            frame_feature_source=source,
+            warnings=state.warnings,
         )
 
-    def _relevance(self, state: _Prefill, feats: torch.Tensor | None) -> torch.Tensor | None:
+    def _relevance(
+        self, state: _Prefill, feats: torch.Tensor | None, frames: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         if feats is None:
             state.warnings.append("no patch features were captured: relevance is uniform")
             return None
@@ -344,7 +371,8 @@ class PruningRuntime:
             return None
         state.query_text = extract_query_text(state.input_ids[0], state.span.end, self.tokenizer)
         text = self.scorer.embed_text(state.query_text)
-        frames = self.scorer.embed_frames(feats)
+        if frames is None:
+            frames = self.scorer.embed_frames(feats)
         state.relevance_source = getattr(self.scorer, "name", type(self.scorer).__name__)
         state.relevance_uniform = False
         return frame_relevance(text, frames)
@@ -356,7 +384,8 @@ class PruningRuntime:
             if state is None or not state.lm_started:
                 return None
             plan = state.plans.get(index) if index > 0 else None
-            if plan is None and state.layer_inputs is None:
+            scored_here = state.score_at.get(index, [])
+            if plan is None and not scored_here and state.layer_inputs is None:
                 return None
             hidden = args[0] if args else kwargs["hidden_states"]
             if state.layer_inputs is not None:
@@ -364,6 +393,12 @@ class PruningRuntime:
             if plan is not None:
                 t0 = self._tic(state)
                 hidden = self._in_llm_stage(state, plan, module, hidden, kwargs)
+                self._toc(state, t0)
+            for later in scored_here:  # a later stage ranked by this layer's attention (FastV, D11)
+                t0 = self._tic(state)
+                state.pending_scores[later.layer] = self._attention_scores(
+                    state, later, module, hidden, kwargs["position_embeddings"]
+                )
                 self._toc(state, t0)
             if args:
                 args = (hidden, *args[1:])
@@ -375,7 +410,9 @@ class PruningRuntime:
 
     def _in_llm_stage(self, state: _Prefill, plan: StagePlan, layer: nn.Module, hidden: torch.Tensor, kwargs: dict):
         scores = None
-        if plan.scoring is not None:
+        if plan.scoring is not None and plan.layer in state.pending_scores:
+            scores = state.pending_scores.pop(plan.layer)  # scored at plan.score_layer's input
+        elif plan.scoring is not None:
             scores = self._attention_scores(state, plan, layer, hidden, kwargs["position_embeddings"])
         hidden, keep = self._run_stage(state, plan, hidden, scores)
         if keep is None:

@@ -108,3 +108,37 @@ def test_paired_comparisons_pair_runs_at_the_same_target_and_with_none():
     assert got == {(a3.label, "none"): (0, 1, 4), (a3.label, f3.label): (2, 0, 4)}  # fastv @ 0.1 has no adatp partner
     with pytest.raises(ConfigError, match="no run of 'visionzip'"):
         paired_comparisons(results, "visionzip")
+
+
+def test_method_specs_label_each_run_by_its_full_spec():
+    specs = build_specs(["adatp", "adatp:alpha=0", "adatp:dedup_threshold=2", "adatp:segmentation=false"], [0.3])
+    assert [s.label for s in specs] == [
+        "adatp @ flops ratio 0.3", "adatp:alpha=0 @ flops ratio 0.3", "adatp:dedup_threshold=2 @ flops ratio 0.3",
+        "adatp:segmentation=false @ flops ratio 0.3"]
+    assert len({s.slug for s in specs}) == 4 and specs[0].slug == "adatp_flops0.3"
+    assert specs[3].options == {"segmentation": False, "flops_ratio": 0.3}
+    with pytest.raises(ConfigError, match="unknown option 'alhpa'"):
+        build_specs(["adatp:alhpa=0"], [0.3])
+
+
+def test_eval_needle_ablation_sweep_from_the_cli(tiny_model_dir, tmp_path):
+    methods = "adatp,adatp:alpha=0,adatp:dedup_threshold=2,adatp:segmentation=false"
+    res = _cli("eval", "needle", "--model", str(tiny_model_dir), "--methods", methods, "--flops-ratio", ".5",
+               "--split", "validation", "--count", "1", "--out", str(tmp_path), "--json", "--paired", "adatp",
+               "--markdown", str(tmp_path / "t.md"))
+    assert res.returncode == 0, res.stderr
+    payload = json.loads(res.stdout)
+    assert [r["spec"] for r in payload["runs"]] == methods.split(",")
+    assert payload["runs"][3]["segmentation"] is False and payload["runs"][1]["alpha"] == 0
+    assert {c["against"] for c in payload["paired"]} == {s + " @ flops ratio 0.5" for s in methods.split(",")[1:]}
+    assert "| adatp:dedup_threshold=2 @ flops ratio 0.5" in (tmp_path / "t.md").read_text()
+    rows = [json.loads(line) for f in sorted(tmp_path.rglob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert sorted(r["spec"] for r in rows) == sorted(methods.split(","))
+
+
+def test_eval_needle_unknown_method_option_exits_2(tiny_model_dir, tmp_path):
+    res = _cli("eval", "needle", "--model", str(tiny_model_dir), "--methods", "adatp,adatp:alhpa=0",
+               "--flops-ratio", ".5", "--out", str(tmp_path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith("error:") and "unknown option 'alhpa'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

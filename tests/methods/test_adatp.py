@@ -129,3 +129,67 @@ def test_relevance_scorer_through_prune_is_reported():
             model(**inputs)
         assert h.last_report.relevance_uniform
         assert "uniform" in h.last_report.summary()
+
+
+def test_no_local_debiasing_ranks_layer_0_by_its_own_attention():
+    """dedup_threshold > 1: the layer-0 stage asks for layer 0's query-row attention and ranks by
+    it inside each segment; redundancy plays no part (token 2, a duplicate, is kept)."""
+    tokens, frames = _two_scene_video()
+    method = AdaTP(AdaTPConfig(schedule=[(0, 0.5), (1, 0.25)], dedup_threshold=2.0))
+    stages = method.plan(_context(tokens, frames))
+    assert [s.scoring for s in stages] == ["query_rows", "query_rows"]
+    scores = torch.tensor([0.1, 0.9, 0.8, 0.3, 0.2, 0.1, 0.5, 0.6])
+    # segment 0 = tokens 0-3 keeps 2 (1 and 2), segment 1 = tokens 4-7 keeps 2 (7 and 6)
+    assert method.select(stages[0], torch.arange(8), scores).tolist() == [1, 2, 6, 7]
+    default = AdaTP(AdaTPConfig(schedule=[(0, 0.5), (1, 0.25)]))
+    assert default.plan(_context(tokens, frames))[0].scoring is None  # redundancy needs no attention
+    assert 2 not in default.select(default.stages_for(_context(tokens, frames), None)[0], torch.arange(8), None)
+
+
+def test_no_local_debiasing_matches_eager_layer_0_attention_through_prune():
+    """Independent reference: layer 0's eager attention map (query rows after the video, mean over
+    heads and rows), top b_j inside each reported segment."""
+    model = build_tiny(seed=2, layers=4)
+    eager = build_tiny(seed=2, layers=4, attn="eager")
+    eager.load_state_dict(model.state_dict())
+    inputs = make_inputs(num_frames=8, seed=5)  # prefix 5, 8 x 16 visual + newline, 12 question rows
+    with adatp.prune(model, "adatp", schedule=[(0, 0.5)], dedup_threshold=2.0) as h, torch.no_grad():
+        model(**inputs)
+    report = h.last_report
+    with torch.no_grad():
+        att = eager(**inputs, output_attentions=True).attentions[0][0]  # (H, L, L)
+    scores = att[:, -12:, 5 : 5 + 128].float().mean((0, 1))
+    expected = []
+    for (f0, f1), b in zip(report.method_info["segments"], report.method_info["segment_budgets"][0]):
+        lo, hi = f0 * 16, (f1 + 1) * 16
+        expected += (lo + torch.topk(scores[lo:hi], b).indices).tolist()
+    assert len(report.method_info["segments"]) > 1
+    assert report.stages[0].kept_indices.tolist() == sorted(expected)
+
+
+def test_missing_frame_features_warn_and_are_reported():
+    tokens, _ = _two_scene_video()
+    ctx = _context(tokens, None)
+    method = AdaTP(AdaTPConfig(schedule=[(0, 0.5)]))
+    with pytest.warns(UserWarning, match="no per-frame features.*one segment"):
+        method.plan(ctx)
+    assert len(ctx.warnings) == 1 and "segmentation=False" in ctx.warnings[0]
+    assert method.describe()["segmentation"] == "off: no frame features"
+    quiet = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], segmentation=False))  # asked for: no warning
+    ctx = _context(tokens, None)
+    quiet.plan(ctx)
+    assert ctx.warnings == [] and quiet.describe()["segmentation"] == "off (ablation: one segment)"
+
+
+def test_missing_frame_features_reach_the_report(monkeypatch):
+    from adatp.runtime.pruner import PruningRuntime
+
+    monkeypatch.setattr(PruningRuntime, "_on_patch_features", lambda self, module, args: None)
+    model = build_tiny(layers=4)
+    with adatp.prune(model, "adatp", retention=0.25) as h, torch.no_grad():
+        with pytest.warns(UserWarning, match="no per-frame features"):
+            model(**make_inputs(num_frames=8, seed=2))
+    report = h.last_report
+    assert any("no per-frame features" in w for w in report.warnings)
+    assert report.method_info["segments"] == [(0, 7)]
+    assert report.method_info["segmentation_feature"] == "missing"

@@ -97,3 +97,43 @@ def test_prune_with_siglip_relevance(siglip_dir):
     assert report.relevance_source == f"siglip:{siglip_dir}" and not report.relevance_uniform
     assert report.query_text == "what colour is the ball"
     assert len(set(report.method_info["segment_relevance"])) > 1
+
+
+def test_siglip_head_is_the_segmentation_feature(siglip_dir):
+    """D6: with relevance='siglip:DIR', g_t is the SigLIP head's pooled feature, not the patch mean."""
+    from adatp.ops.segmentation import segment_frames
+
+    model = build_tiny(layers=4)
+    inputs = make_inputs(num_frames=8, seed=4)
+    captured = []
+    hook = model.model.multi_modal_projector.register_forward_pre_hook(lambda m, a: captured.append(a[0].detach()))
+    with torch.no_grad():
+        model(**inputs)
+    hook.remove()
+    feats = captured[-1]  # (T, P, d_v)
+    head = SiglipRelevance(siglip_dir).embed_frames(feats)
+    mean = feats.float().mean(1)
+    sims = [torch.nn.functional.cosine_similarity(g[:-1], g[1:], dim=-1) for g in (head, mean)]
+    # a threshold at which the two features give different partitions
+    tau = next(
+        float(c) + 1e-6 for c in torch.cat(sims).sort().values
+        if not torch.equal(segment_frames(head, float(c) + 1e-6, 1), segment_frames(mean, float(c) + 1e-6, 1))
+    )
+    by_head = segment_frames(head, tau, 1)
+
+    class Tok:
+        all_special_ids = []
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "what colour is the ball"
+
+    with adatp.prune(model, "adatp", retention=0.25, relevance=f"siglip:{siglip_dir}", tokenizer=Tok(),
+                     segment_threshold=tau) as h, torch.no_grad():
+        model(**inputs)
+    info = h.last_report.method_info
+    assert info["segmentation_feature"] == "siglip-head"
+    segs = by_head.tolist()
+    assert info["segments"] == [(segs.index(j), len(segs) - 1 - segs[::-1].index(j)) for j in sorted(set(segs))]
+    with adatp.prune(model, "adatp", retention=0.25, segment_threshold=tau) as h, torch.no_grad():
+        model(**inputs)
+    assert h.last_report.method_info["segmentation_feature"] == "patch-mean"
