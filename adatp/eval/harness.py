@@ -172,7 +172,7 @@ def run_needle(
     model_dir, tokenizer = resolve_model(model_dir)  # clear errors for a missing or foreign model
     load_model_config(model_dir)
     model_info = model_record(model_dir)
-    headers = {spec: make_header(model_info, {"benchmark": "needle", "split": split, "method": spec.method,
+    headers = {spec: make_header(model_info, {"benchmark": "needle", "split": split, "method": spec.method, "spec": spec.name,
                                               "options": spec.options, "dtype": dtype, "device": device})
                for spec in specs}
     required = dict(REQUIRED, kind=str, position=str)

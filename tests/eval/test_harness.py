@@ -132,8 +132,10 @@ def test_eval_needle_ablation_sweep_from_the_cli(tiny_model_dir, tmp_path):
     assert payload["runs"][3]["segmentation"] is False and payload["runs"][1]["alpha"] == 0
     assert {c["against"] for c in payload["paired"]} == {s + " @ flops ratio 0.5" for s in methods.split(",")[1:]}
     assert "| adatp:dedup_threshold=2 @ flops ratio 0.5" in (tmp_path / "t.md").read_text()
-    rows = [json.loads(line) for f in sorted(tmp_path.rglob("*.jsonl")) for line in f.read_text().splitlines()]
+    rows = [json.loads(line) for f in sorted(tmp_path.rglob("*.jsonl")) for line in f.read_text().splitlines()[1:]]
     assert sorted(r["spec"] for r in rows) == sorted(methods.split(","))
+    headers = [json.loads(f.read_text().splitlines()[0]) for f in sorted(tmp_path.rglob("*.jsonl"))]
+    assert sorted(h["run"]["spec"] for h in headers) == sorted(methods.split(","))
 
 
 def test_eval_needle_unknown_method_option_exits_2(tiny_model_dir, tmp_path):
