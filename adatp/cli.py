@@ -260,7 +260,7 @@ def _demo_run(flops_ratio: float, index: int, cache: Path, out_dir: Path):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
     from adatp.inputs import prepare_inputs
     from adatp.organism.build import adatp_tiny_dir
     from adatp.pipeline import answer_question, load_model

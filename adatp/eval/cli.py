@@ -31,30 +31,9 @@ def default_model_dir() -> Path:
     return adatp_tiny_dir()
 
 
-@app.command()
-def needle(
-    model: Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")] = None,
-    method: Annotated[str | None, typer.Option(help="one method")] = None,
-    methods: Annotated[str | None, typer.Option(help='comma-separated methods or specs name:key=value[:key=value] '
-                                                     '(e.g. "adatp,adatp:alpha=0"), or "all"')] = None,
-    flops_ratio: Annotated[str | None, typer.Option(help="visual FLOPs target(s) vs vanilla, in (0, 1]: .273 or .5,.273,.1")] = None,
-    flops_ratios: Annotated[str | None, typer.Option(help="alias of --flops-ratio")] = None,
-    retention: Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")] = None,
-    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
-    count: Annotated[int, typer.Option(help="items to evaluate")] = 100,
-    start: Annotated[int, typer.Option(help="first item index")] = 0,
-    out: Annotated[Path, typer.Option(help="results directory (JSONL per run, resumable)")] = Path("results/needle"),
-    plot: Annotated[Path | None, typer.Option(help="write accuracy vs FLOPs ratio as this PNG")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="also write the table as Markdown to this file")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    paired: Annotated[str | None, typer.Option(help="also compare this method, item by item, with every other run "
-                                                    "at its target (exact McNemar test)")] = None,
-) -> None:
-    """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from adatp.eval.harness import build_specs, paired_comparisons, run_needle, summarize, summary_to_dict
+def _specs(method: str | None, methods: str | None, flops_ratio: str | None, flops_ratios: str | None,
+           retention: float | None, paired: str | None):
+    from adatp.eval.harness import build_specs
     from adatp.methods.base import available_methods
 
     if method and methods:
@@ -68,32 +47,48 @@ def needle(
     specs = build_specs(names, ratios, [retention] if retention is not None else [])
     if paired is not None and paired not in {s.name for s in specs}:
         raise ConfigError(f"--paired {paired}: not among the methods run ({', '.join(names)})")
-    model_dir = model if model is not None else default_model_dir()
+    return specs
+
+
+def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str, ...],
+              columns: dict[str, tuple[str, ...] | None], header: dict, as_json: bool,
+              markdown: Path | None, plot: Path | None, paired: str | None) -> None:
+    """Run (with a progress bar), then print the table or JSON, the skipped runs and bad items, and
+    write the Markdown and the plot. Under ``accelerate launch`` only process 0 prints and writes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from adatp.eval.harness import paired_comparisons, summarize, summary_to_dict
+
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task(f"needle {split} x {len(specs)} runs", total=count)
-        run = run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out,
-                         on_item=lambda: progress.advance(task))
-    summaries = {spec: summarize(rows) for spec, rows in run.results.items()}
+        task = progress.add_task(description, total=total)
+        run = run_fn(lambda: progress.advance(task))
+    for bad in run.bad_items:  # every process reports the items it could not evaluate
+        console.print(f"[yellow]skipped item[/] {bad.item_id}: {bad.reason}", highlight=False, soft_wrap=True)
+    if run.rank != 0:
+        return
+    summaries = {spec: summarize(rows, by) for spec, rows in run.results.items()}
     comparisons = paired_comparisons(run.results, paired) if paired is not None else None
     if as_json:
-        payload = {"model": str(model_dir), "split": split, "count": count,
-                   "runs": [{"method": s.method, "spec": s.name, **s.options, "results_file": str(run.path(s)), **summary_to_dict(v)}
-                            for s, v in summaries.items()],
-                   "skipped": [{"method": s.method, "spec": s.name, **s.options, "reason": why} for s, why in run.skipped.items()]}
+        payload = {**header,
+                   "runs": [{"method": s.method, "spec": s.name, **s.options, "results_file": str(run.path(s)),
+                             **summary_to_dict(v)} for s, v in summaries.items()],
+                   "skipped": [{"method": s.method, "spec": s.name, **s.options, "reason": why} for s, why in run.skipped.items()],
+                   "bad_items": [{"id": b.item_id, "reason": b.reason} for b in run.bad_items]}
         if comparisons is not None:
             payload["paired"] = comparisons
         typer.echo(json.dumps(payload, indent=2))
     else:
-        _print_table(summaries, model_dir, split)
+        _print_table(summaries, title, columns)
         for spec, why in run.skipped.items():
             console.print(f"[yellow]skipped[/] {spec.label}: {why}")
         if comparisons is not None:
             typer.echo(paired_markdown(comparisons))
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        text = markdown_table(summaries, run.skipped, model_dir, split, count, start)
+        text = markdown_table(summaries, run.skipped, title, columns)
         markdown.write_text(text + ("\n" + paired_markdown(comparisons) if comparisons is not None else ""))
         console.print(f"markdown: {markdown}")
     if plot is not None:
@@ -102,35 +97,147 @@ def needle(
         console.print(f"plot: {plot_accuracy_vs_flops(summaries, plot)}")
 
 
-def _print_table(summaries, model_dir: Path, split: str) -> None:
+MethodOpt = Annotated[str | None, typer.Option(help="one method")]
+MethodsOpt = Annotated[str | None, typer.Option(help='comma-separated methods or specs name:key=value[:key=value] '
+                                                     '(e.g. "adatp,adatp:alpha=0"), or "all"')]
+FlopsOpt = Annotated[str | None, typer.Option(help="visual FLOPs target(s) vs vanilla, in (0, 1]: .273 or .5,.273,.1")]
+FlopsAliasOpt = Annotated[str | None, typer.Option(help="alias of --flops-ratio")]
+RetentionOpt = Annotated[float | None, typer.Option(help="final fraction of visual tokens, in (0, 1]")]
+PlotOpt = Annotated[Path | None, typer.Option(help="write accuracy vs FLOPs ratio as this PNG")]
+MarkdownOpt = Annotated[Path | None, typer.Option(help="also write the table as Markdown to this file")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+PairedOpt = Annotated[str | None, typer.Option(help="also compare this method, item by item, with every other run "
+                                                    "at its target (exact McNemar test)")]
+ModelOpt = Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")]
+
+
+@app.command()
+def needle(
+    model: ModelOpt = None,
+    method: MethodOpt = None,
+    methods: MethodsOpt = None,
+    flops_ratio: FlopsOpt = None,
+    flops_ratios: FlopsAliasOpt = None,
+    retention: RetentionOpt = None,
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    count: Annotated[int, typer.Option(help="items to evaluate")] = 100,
+    start: Annotated[int, typer.Option(help="first item index")] = 0,
+    out: Annotated[Path, typer.Option(help="results directory (JSONL per run, resumable)")] = Path("results/needle"),
+    plot: PlotOpt = None,
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+    paired: PairedOpt = None,
+) -> None:
+    """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
+    from adatp.eval.harness import run_needle
+
+    specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
+    model_dir = model if model is not None else default_model_dir()
+    _evaluate(
+        lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out, on_item=on_item),
+        total=count, description=f"needle {split} x {len(specs)} runs",
+        title=f"needle-in-video, {split} split, items {start}-{start + count - 1}, {model_dir.name}",
+        by=("kind", "position"), columns={"position": POSITION_COLUMNS, "kind": None},
+        header={"model": str(model_dir), "split": split, "count": count},
+        as_json=as_json, markdown=markdown, plot=plot, paired=paired)
+
+
+@app.command()
+def mcq(
+    items: Annotated[Path, typer.Argument(help="JSONL file, one question a line (docs/eval-mcq.md)")],
+    model: ModelOpt = None,
+    method: MethodOpt = None,
+    methods: MethodsOpt = None,
+    flops_ratio: FlopsOpt = None,
+    flops_ratios: FlopsAliasOpt = None,
+    retention: RetentionOpt = None,
+    frames: Annotated[int, typer.Option(help="frames sampled uniformly from each video (an item's num_frames wins)")] = 32,
+    count: Annotated[int | None, typer.Option(help="items to evaluate (default: all from --start)")] = None,
+    start: Annotated[int, typer.Option(help="first item (0-based line among the file's items)")] = 0,
+    by: Annotated[str | None, typer.Option(help="metadata fields to break results down by, e.g. kind,event_position")] = None,
+    out: Annotated[Path, typer.Option(help="results directory (JSONL per run, resumable)")] = Path("results/mcq"),
+    plot: PlotOpt = None,
+    markdown: MarkdownOpt = None,
+    as_json: JsonOpt = False,
+    paired: PairedOpt = None,
+) -> None:
+    """Accuracy on your own multiple-choice video questions, per method and target, resumable."""
+    from adatp.eval.harness import MCQ_ROWS, run_items
+    from adatp.tasks.jsonl import load_items
+
+    specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
+    if frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {frames}")
+    fields = tuple(f.strip() for f in (by or "").split(",") if f.strip())
+    loaded = load_items(items, start=start, count=count)
+    known = {k for item in loaded if hasattr(item, "metadata") for k in item.metadata}
+    unknown = [f for f in fields if f not in known]
+    if unknown:
+        raise ConfigError(f"--by {','.join(unknown)}: no item has that field; fields: {', '.join(sorted(known)) or 'none'}")
+    model_dir = model if model is not None else default_model_dir()
+    task = items.stem
+    _evaluate(
+        lambda on_item: run_items(model_dir, specs, loaded, task=task, benchmark="mcq", rows=MCQ_ROWS, out_dir=out,
+                                  num_frames=frames, on_item=on_item,
+                                  run_info={"items_file": str(items.resolve()), "start": start, "count": count}),
+        total=len(loaded), description=f"{items.name} x {len(specs)} runs",
+        title=f"{items.name}, {len(loaded)} items, {model_dir.name}", by=fields, columns={f: None for f in fields},
+        header={"model": str(model_dir), "items_file": str(items), "count": len(loaded)},
+        as_json=as_json, markdown=markdown, plot=plot, paired=paired)
+
+
+@app.command("export-needle")
+def export_needle(
+    out: Annotated[Path, typer.Option(help="folder for the clips and the JSONL")],
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    count: Annotated[int, typer.Option(help="items to export")] = 10,
+    start: Annotated[int, typer.Option(help="first item index")] = 0,
+) -> None:
+    """Write needle items as mp4 clips and a JSONL for `adatp eval mcq` (or lmms-eval)."""
+    from adatp.tasks.needle import SPLITS, export_jsonl
+
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    if count < 1 or start < 0:
+        raise ConfigError(f"--count must be >= 1 and --start >= 0, got {count} and {start}")
+    typer.echo(str(export_jsonl(split, count, out, start=start)))
+
+
+def _columns(summaries, columns: dict[str, tuple[str, ...] | None]) -> list[tuple[str, str]]:
+    """(field, value) per breakdown column: the given order, or every value seen, sorted."""
+    out = []
+    for key, order in columns.items():
+        values = order or sorted({v for s in summaries.values() for v in s.get(f"by_{key}", {})})
+        out += [(key, v) for v in values]
+    return out
+
+
+def _cells(spec, s, cols) -> list[str]:
+    kept = "-" if s["kept_final"] is None else f"{s['kept_final']:.0f}"
+    return [spec.label, f"{s['flops_visual_ratio']:.3f}", kept, _acc(s["overall"])] + [
+        _acc(s[f"by_{key}"].get(value)) for key, value in cols]
+
+
+def _print_table(summaries, title: str, columns) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    kinds = sorted({k for s in summaries.values() for k in s["by_kind"]})
-    table = Table(title=f"needle-in-video, {split} split, {model_dir.name} (accuracy %, 95% Wilson interval)")
-    for col in ["method", "FLOPs (visual)", "kept", "overall", *POSITION_COLUMNS, *kinds]:
+    cols = _columns(summaries, columns)
+    table = Table(title=f"{title} (accuracy %, 95% Wilson interval)")
+    for col in ["method", "FLOPs (visual)", "kept", "overall", *(v for _, v in cols)]:
         table.add_column(col, justify="left" if col == "method" else "right")
     for spec, s in summaries.items():
-        kept = "-" if s["kept_final"] is None else f"{s['kept_final']:.0f}"
-        cells = [spec.label, f"{s['flops_visual_ratio']:.3f}", kept, _acc(s["overall"])]
-        cells += [_acc(s["by_position"].get(p)) for p in POSITION_COLUMNS]
-        cells += [_acc(s["by_kind"].get(k)) for k in kinds]
-        table.add_row(*cells)
+        table.add_row(*_cells(spec, s, cols))
     Console().print(table)
 
 
-def markdown_table(summaries, skipped, model_dir: Path, split: str, count: int, start: int) -> str:
+def markdown_table(summaries, skipped, title: str, columns) -> str:
     """The same table as the terminal's, as Markdown (for results files)."""
-    kinds = sorted({k for s in summaries.values() for k in s["by_kind"]})
-    cols = ["method", "FLOPs (visual)", "kept", "overall", *POSITION_COLUMNS, *kinds]
-    lines = [f"needle-in-video, {split} split, items {start}-{start + count - 1}, {model_dir.name}: "
-             "accuracy % [95% Wilson interval]", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cols = _columns(summaries, columns)
+    names = ["method", "FLOPs (visual)", "kept", "overall", *(v for _, v in cols)]
+    lines = [f"{title}: accuracy % [95% Wilson interval]", "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for spec, s in summaries.items():
-        kept = "-" if s["kept_final"] is None else f"{s['kept_final']:.0f}"
-        cells = [spec.label, f"{s['flops_visual_ratio']:.3f}", kept, _acc(s["overall"])]
-        cells += [_acc(s["by_position"].get(p)) for p in POSITION_COLUMNS]
-        cells += [_acc(s["by_kind"].get(k)) for k in kinds]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cells(spec, s, cols)) + " |")
     for spec, why in skipped.items():
         lines.append(f"\nskipped {spec.label}: {why}")
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ killed run loses nothing; a rerun skips the items already there (a torn last lin
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import torch
 from adatp.errors import ConfigError
 from adatp.eval.results import REQUIRED, append_line, make_header, model_record, open_results
 from adatp.eval.stats import accuracy, grouped_accuracy
+from adatp.tasks.mcq import LETTERS, BadItem, MCQItem, letter_token_ids
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,6 @@ def build_specs(methods: Iterable[str], flops_ratios: Iterable[float] = (), rete
     return list(dict.fromkeys(specs))
 
 
-def letter_ids(tokenizer) -> list[int]:
-    from adatp.organism.train import letter_token_ids
-
-    return letter_token_ids(tokenizer)
-
-
 @torch.no_grad()
 def answer_item(model, inputs: dict, spec: RunSpec, letters: list[int], num_choices: int) -> dict[str, Any]:
     """One run on one prepared item: the chosen option, its logits, the report's cost figures."""
@@ -126,19 +122,220 @@ def answer_item(model, inputs: dict, spec: RunSpec, letters: list[int], num_choi
     return row
 
 
+@dataclass(frozen=True)
+class RowFormat:
+    """How a task's result rows look: the id field, the fields every row must have, and whether
+    ``answer`` / ``predicted`` are option letters (``adatp eval mcq``) or indices (needle, kept so)."""
+
+    id_key: str
+    required: dict[str, type]
+    letters: bool
+
+
+NEEDLE_ROWS = RowFormat("item_id", dict(REQUIRED, kind=str, position=str), letters=False)
+MCQ_ROWS = RowFormat("id", {"id": str, "answer": str, "predicted": str, "correct": bool}, letters=True)
+
+
 @dataclass
-class NeedleRun:
-    """Where results go and what was asked; ``results`` maps a spec to its rows (done + new)."""
+class EvalRun:
+    """Where results go and what was asked; ``results`` maps a spec to its rows (done + new).
+
+    ``task`` names the results subfolder (the needle split, or the JSONL file's name); ``bad_items``
+    are the items that could not be evaluated (reported, skipped). Under ``accelerate launch`` each
+    process appends to its own ``<run>.rank<R>.jsonl``; process 0 merges them into ``<run>.jsonl``.
+    """
 
     model_dir: Path
-    split: str
+    task: str
     out_dir: Path
     specs: list[RunSpec]
     results: dict[RunSpec, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: dict[RunSpec, str] = field(default_factory=dict)  # runs whose target is out of reach
+    bad_items: list[BadItem] = field(default_factory=list)
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def split(self) -> str:  # the needle benchmark's name for the task
+        return self.task
 
     def path(self, spec: RunSpec) -> Path:
-        return self.out_dir / self.model_dir.name / self.split / f"{spec.slug}.jsonl"
+        return self.out_dir / self.model_dir.name / self.task / f"{spec.slug}.jsonl"
+
+    def shard_path(self, spec: RunSpec, rank: int) -> Path:
+        return self.path(spec).with_name(f"{spec.slug}.rank{rank}.jsonl")
+
+    def shard_paths(self, spec: RunSpec) -> list[Path]:
+        """Every process's file of ``spec`` on disk (from this run or a killed earlier one)."""
+        folder = self.path(spec).parent
+        return sorted(folder.glob(f"{spec.slug}.rank*.jsonl")) if folder.is_dir() else []
+
+
+NeedleRun = EvalRun  # the name before other tasks existed
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under ``accelerate launch`` / ``torchrun`` (their environment), else (0, 1)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return (int(os.environ.get("RANK", "0") or 0), world) if world > 1 else (0, 1)
+
+
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def _merge_shards(run: EvalRun, spec: RunSpec, header: dict[str, Any], rows: RowFormat) -> None:
+    """Fold every process's file into the run's file (each item once), atomically; then drop them."""
+    import os
+
+    shards = run.shard_paths(spec)
+    if not shards:
+        return
+    merged: dict[str, dict[str, Any]] = {}
+    for path in [run.path(spec), *shards]:
+        for row in open_results(path, header, rows.required, create=False):
+            merged.setdefault(row[rows.id_key], row)
+    target = run.path(spec)
+    tmp = target.with_name(f".{target.name}.merging")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in [header, *merged.values()]:
+            f.write(json.dumps(line) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)  # complete or not at all; the shards go only after it
+    for path in shards:
+        path.unlink()
+
+
+def run_items(
+    model_dir: str | Path,
+    specs: list[RunSpec],
+    items: Iterable[MCQItem | BadItem],
+    *,
+    task: str,
+    benchmark: str,
+    rows: RowFormat = MCQ_ROWS,
+    out_dir: str | Path,
+    num_frames: int = 32,
+    on_item: Callable[[], None] | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    run_info: dict[str, Any] | None = None,
+) -> EvalRun:
+    """Evaluate every spec on every item, resuming from disk; one results file per spec.
+
+    Each item is prepared once (video read, prompt built) and its vision tower runs once: every
+    run on it reuses the tower's output (:func:`adatp.runtime.encode_cache.reuse_outputs`). Items
+    that cannot be evaluated are reported in ``bad_items`` and skipped. Under ``accelerate launch``
+    items are dealt to the processes in turn (item i to process i mod N).
+    """
+    from transformers.utils import logging as hf_logging
+
+    from adatp.adapters.base import get_adapter
+    from adatp.errors import InputError, VideoError
+    from adatp.inputs import load_model_config, prepare_inputs, resolve_model
+    from adatp.pipeline import check_device, load_model
+    from adatp.runtime.encode_cache import reuse_outputs
+
+    hf_logging.disable_progress_bar()
+    rank, world = _distributed()
+    if world > 1 and device.startswith("cuda"):
+        import os
+
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"  # one GPU per process
+    check_device(device)
+    run = EvalRun(Path(model_dir), task, Path(out_dir), specs, rank=rank, world_size=world)
+    model_dir, tokenizer = resolve_model(model_dir)  # clear errors for a missing or foreign model
+    load_model_config(model_dir)
+    model_info = model_record(model_dir)
+    headers = {spec: make_header(model_info, {"benchmark": benchmark, "task": task, "method": spec.method,
+                                              "spec": spec.name, "options": spec.options, "dtype": dtype,
+                                              "device": device, "frames": num_frames, **(run_info or {})})
+               for spec in specs}
+    done: dict[RunSpec, dict[str, dict[str, Any]]] = {}
+    for spec in specs:  # the run's file and every process's file: nothing is redone or counted twice
+        done[spec] = {}
+        for path in [run.path(spec), *run.shard_paths(spec)]:
+            for row in open_results(path, headers[spec], rows.required, create=path == run.path(spec) and rank == 0):
+                done[spec].setdefault(row[rows.id_key], row)
+    _barrier(world)  # every process has read the files before any writes
+    write_to = {spec: run.path(spec) if world == 1 else run.shard_path(spec, rank) for spec in specs}
+    if world > 1:
+        for spec in specs:
+            open_results(write_to[spec], headers[spec], rows.required)  # the shard's header
+    model = adapter = None
+    letters = letter_token_ids(tokenizer)
+    wanted: list[str] = []
+    position = -1
+    for item in items:
+        if isinstance(item, BadItem):
+            if rank == 0:
+                run.bad_items.append(item)
+            if on_item:
+                on_item()
+            continue
+        position += 1
+        wanted.append(item.item_id)
+        todo = [s for s in specs if item.item_id not in done[s] and s not in run.skipped]
+        if todo and position % world == rank:
+            model = model or load_model(model_dir, dtype=dtype, device=device)
+            adapter = adapter or get_adapter(model)
+            try:
+                frames = item.load_frames(num_frames)
+                inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, frames, item.prompt()).items()}
+            except (VideoError, InputError) as exc:
+                run.bad_items.append(BadItem(item.item_id, str(exc)))
+                todo = []
+            if todo and dtype != "float32":
+                inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
+            with reuse_outputs(adapter.vision_tower()):
+                for spec in todo:
+                    if spec in run.skipped:
+                        continue
+                    try:
+                        answer = answer_item(model, inputs, spec, letters, len(item.options))
+                    except ConfigError as exc:  # e.g. a target the method cannot reach on this model
+                        run.skipped[spec] = str(exc)
+                        continue
+                    row = _row(item, spec, answer, rows)
+                    append_line(write_to[spec], row)
+                    done[spec][item.item_id] = row
+        if on_item:
+            on_item()
+    _barrier(world)
+    if rank == 0:
+        for spec in specs:
+            _merge_shards(run, spec, headers[spec], rows)
+    _barrier(world)
+    wanted_set = set(wanted)
+    for spec in specs:
+        if spec in run.skipped:
+            continue
+        if world > 1:  # every process's rows are in the merged file now
+            found = {r[rows.id_key]: r for r in open_results(run.path(spec), headers[spec], rows.required, create=False)}
+        else:
+            found = done[spec]
+        run.results[spec] = [found[i] for i in wanted if i in found and i in wanted_set]
+    return run
+
+
+def _row(item: MCQItem, spec: RunSpec, answer: dict[str, Any], rows: RowFormat) -> dict[str, Any]:
+    """One result row: the item's id and metadata, the answer and the prediction, cost figures."""
+    picked = answer.pop("predicted")
+    row: dict[str, Any] = {rows.id_key: item.item_id, "spec": spec.name}
+    row.update({k: v for k, v in item.metadata.items() if k not in row})
+    if rows.letters:
+        row.update(answer=LETTERS[item.answer], predicted=LETTERS[picked])
+    else:
+        row.update(answer=item.answer, predicted=picked)
+    row.update(answer)
+    row["correct"] = picked == item.answer
+    return row
 
 
 def run_needle(
@@ -153,71 +350,30 @@ def run_needle(
     on_item: Callable[[], None] | None = None,
     dtype: str = "float32",
     device: str = "cpu",
-) -> NeedleRun:
-    """Evaluate every spec on items ``start .. start+count-1`` of ``split``, resuming from disk."""
-    from adatp.eval.needle import SPLITS, iter_items
-    from adatp.inputs import prepare_inputs
-    from adatp.pipeline import load_model
+) -> EvalRun:
+    """Evaluate every spec on needle items ``start .. start+count-1`` of ``split``, resuming from disk."""
+    from adatp.tasks.needle import SPLITS, iter_items
 
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     if count < 1:
         raise ConfigError(f"--count must be >= 1, got {count}")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    from adatp.inputs import load_model_config, resolve_model
-
-    run = NeedleRun(Path(model_dir), split, Path(out_dir), specs)
-    model_dir, tokenizer = resolve_model(model_dir)  # clear errors for a missing or foreign model
-    load_model_config(model_dir)
-    model_info = model_record(model_dir)
-    headers = {spec: make_header(model_info, {"benchmark": "needle", "split": split, "method": spec.method, "spec": spec.name,
-                                              "options": spec.options, "dtype": dtype, "device": device})
-               for spec in specs}
-    required = dict(REQUIRED, kind=str, position=str)
-    done = {spec: {r["item_id"]: r for r in open_results(run.path(spec), headers[spec], required)} for spec in specs}
-    model = None
-    letters = letter_ids(tokenizer)
-    for item in iter_items(split, count, start=start, kinds=kinds):
-        todo = [s for s in specs if item.item_id not in done[s]]
-        if todo:
-            model = model or load_model(model_dir, dtype=dtype, device=device)
-            inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, item.frames, item.prompt()).items()}
-            if dtype != "float32":
-                inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-            for spec in todo:
-                if spec in run.skipped:
-                    continue
-                try:
-                    answer = answer_item(model, inputs, spec, letters, len(item.choices))
-                except ConfigError as exc:  # e.g. a target the method cannot reach on this model
-                    run.skipped[spec] = str(exc)
-                    continue
-                row = {"item_id": item.item_id, "spec": spec.name, "kind": item.kind, "position": item.position,
-                       "answer": item.answer, **answer}
-                row["correct"] = row["predicted"] == item.answer
-                append_line(run.path(spec), row)
-                done[spec][item.item_id] = row
-        if on_item:
-            on_item()
-    wanted = {f"{split}-{i:06d}" for i in range(start, start + count)}
-    for spec in specs:
-        if spec not in run.skipped:
-            run.results[spec] = [r for r in done[spec].values() if r["item_id"].rsplit("-", 1)[0] in wanted]
-    return run
+    items = (item.as_mcq() for item in iter_items(split, count, start=start, kinds=kinds))
+    return run_items(model_dir, specs, items, task=split, benchmark="needle", rows=NEEDLE_ROWS, out_dir=out_dir,
+                     on_item=on_item, dtype=dtype, device=device,
+                     run_info={"split": split, "start": start, "count": count})
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Overall accuracy, per kind and per event position, mean FLOPs ratio and kept tokens."""
+def summarize(rows: list[dict[str, Any]], by: tuple[str, ...] = ("kind", "position")) -> dict[str, Any]:
+    """Overall accuracy, accuracy per value of each ``by`` field (``by_<field>``; rows without the
+    field are left out of that breakdown), mean FLOPs ratio, kept tokens and seconds."""
     def mean(key):
         values = [r[key] for r in rows if key in r]
         return sum(values) / len(values) if values else None
 
     return {
         "overall": accuracy(r["correct"] for r in rows),
-        "by_kind": grouped_accuracy(rows, "kind"),
-        "by_position": grouped_accuracy(rows, "position"),
+        **{f"by_{key}": grouped_accuracy([r for r in rows if key in r], key) for key in by},
         "flops_visual_ratio": mean("flops_visual_ratio") or 1.0,
         "flops_full_ratio": mean("flops_full_ratio") or 1.0,
         "kept_final": mean("kept_final"),
@@ -226,12 +382,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summary_to_dict(summary: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "overall": summary["overall"].to_dict(),
-        "by_kind": {k: v.to_dict() for k, v in summary["by_kind"].items()},
-        "by_position": {k: v.to_dict() for k, v in summary["by_position"].items()},
-        **{k: summary[k] for k in ("flops_visual_ratio", "flops_full_ratio", "kept_final", "seconds")},
-    }
+    """:func:`summarize`'s result as plain JSON values."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key == "overall":
+            out[key] = value.to_dict()
+        elif key.startswith("by_"):
+            out[key] = {k: v.to_dict() for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
 
 
 def paired_comparisons(results: dict[RunSpec, list[dict[str, Any]]], method: str) -> list[dict[str, Any]]:

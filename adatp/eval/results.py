@@ -121,9 +121,10 @@ def make_header(model: dict[str, str], run: dict[str, Any]) -> dict[str, Any]:
     return {HEADER_KEY: FORMAT_VERSION, "model": model, "run": run, "versions": run_versions()}
 
 
-def open_results(path: Path, header: dict[str, Any], required: dict[str, type] = REQUIRED) -> list[dict[str, Any]]:
-    """Rows already in ``path`` after checking they come from the same model (writes the header
-    of a new file).
+def open_results(path: Path, header: dict[str, Any], required: dict[str, type] = REQUIRED,
+                 create: bool = True) -> list[dict[str, Any]]:
+    """Rows already in ``path`` after checking they come from the same model (with ``create``,
+    writes the header of a new file).
 
     Raises:
         ConfigError: the file was written by a model of another identity.
@@ -133,7 +134,7 @@ def open_results(path: Path, header: dict[str, Any], required: dict[str, type] =
         if rows:
             warnings.warn(ResultsWarning(f"{path}: written before results files recorded their model; resuming it "
                                          "without checking that the model is the same"), stacklevel=2)
-        elif not path.is_file() or path.stat().st_size == 0:
+        elif create and (not path.is_file() or path.stat().st_size == 0):
             append_line(path, header)
         return rows
     was, now = old.get("model", {}), header["model"]

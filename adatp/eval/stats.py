@@ -71,8 +71,13 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def _row_id(row: dict) -> str:
+    """A result row's item id (``id`` in ``adatp eval mcq`` rows, ``item_id`` in needle rows)."""
+    return row["id"] if "id" in row else row["item_id"]
+
+
 def paired_discordance(rows_a: list[dict], rows_b: list[dict]) -> tuple[int, int, int]:
     """(right only in a, right only in b, items in both) over the items both runs answered (by item_id)."""
-    b_by_id = {r["item_id"]: bool(r["correct"]) for r in rows_b}
-    common = [(bool(r["correct"]), b_by_id[r["item_id"]]) for r in rows_a if r["item_id"] in b_by_id]
+    b_by_id = {_row_id(r): bool(r["correct"]) for r in rows_b}
+    common = [(bool(r["correct"]), b_by_id[_row_id(r)]) for r in rows_a if _row_id(r) in b_by_id]
     return sum(a and not b for a, b in common), sum(b and not a for a, b in common), len(common)

@@ -53,8 +53,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from adatp.errors import ConfigError
+from adatp.tasks.mcq import letter_token_ids as mcq_letter_token_ids
+from adatp.tasks.mcq import picked_option as mcq_picked_option
+from adatp.tasks.needle import LETTERS
 
-LETTERS = "ABCD"
 LORA_TARGETS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 WHEN_WORDS = {"start": "at the beginning", "middle": "in the middle", "end": "at the end"}
@@ -132,19 +134,13 @@ STAGE_FIELDS = {
 
 
 def letter_token_ids(tokenizer) -> list[int]:
-    """The token of each option letter A-D as the model would write it first (no leading space)."""
-    ids = []
-    for letter in LETTERS:
-        enc = tokenizer(letter, add_special_tokens=False)["input_ids"]
-        if len(enc) != 1:
-            raise ConfigError(f"the tokenizer splits the option letter {letter!r} into {len(enc)} tokens")
-        ids.append(enc[0])
-    return ids
+    """The tokens of the needle benchmark's option letters A-D (see :func:`adatp.tasks.mcq.letter_token_ids`)."""
+    return mcq_letter_token_ids(tokenizer, len(LETTERS))
 
 
 def picked_option(logits: torch.Tensor, letters: list[int], item) -> int:
     """The option whose letter has the highest logit among ``item``'s options; logits: (vocab,)."""
-    return int(logits[letters[: len(item.choices)]].argmax())
+    return mcq_picked_option(logits, letters, len(item.choices))
 
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
@@ -235,7 +231,7 @@ def _alignment_data(model, model_dir: Path, tokenizer, cfg: TrainConfig):
     """Cached tower features (F, P, d_v) of event frames (and one frame without an event per item),
     (F, 3, g*g) targets: colour word id, shape word id, covered (1) / background (0) / ignored (-1);
     and the colour and shape word ids."""
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
     pre = load_preprocess_config(model_dir)
@@ -357,7 +353,7 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
     one run (each stage starts a fresh optimizer and draws nothing from the global random state)."""
     from transformers import AutoTokenizer
 
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
     from adatp.inputs import prepare_inputs
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -472,7 +468,7 @@ def answer_text_only(model_dir: str | Path, count: int = 60, split: str = "valid
 
     from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
 
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -495,7 +491,7 @@ def window_accuracy(model_dir: str | Path, count: int = 40, lengths: tuple[int, 
     Returns {length: {"all" | kind | position: [correct, total]}}."""
     from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
     from adatp.inputs import prepare_inputs
 
     model_dir = Path(model_dir)
@@ -601,7 +597,7 @@ def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percenti
     import numpy as np
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()

@@ -43,7 +43,7 @@ def test_unknown_tensor_names_are_refused(tiny_model_dir, tmp_path):
 
 
 def test_text_stage_prompt_holds_the_description_and_the_options(tiny_model_dir):
-    from adatp.eval.needle import make_item
+    from adatp.tasks.needle import make_item
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     item = make_item("train", 0)
@@ -129,7 +129,7 @@ def test_stage_cache_continues_bit_for_bit(tiny_model_dir, tmp_path):
 
 
 def test_colour_shape_items_alternate_colour_and_shape():
-    from adatp.eval.needle import KINDS
+    from adatp.tasks.needle import KINDS
     from adatp.organism.train import colour_shape_index
 
     indices = [colour_shape_index(k) for k in range(6)]

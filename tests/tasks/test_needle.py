@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adatp.errors import ConfigError
-from adatp.eval.needle import (
+from adatp.tasks.needle import (
     CLIPS, COLOURS, KINDS, NUM_FRAMES, SPLIT_RANGES, _decoded_clip, background_dir, iter_items, make_item,
 )
 
