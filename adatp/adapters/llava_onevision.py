@@ -15,23 +15,13 @@ import math
 import torch
 from torch import nn
 
-from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, register_adapter
+from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, register_adapter, rope_rotate  # noqa: F401
 from adatp.errors import InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
 #: attention implementations whose decode step works with per-layer cache lengths (DECISIONS B).
 #: Flash-attention reads non-contiguous position_ids as packed sequences, so it is left out.
 SUPPORTED_ATTENTION = ("sdpa",)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Qwen2/Llama RoPE on (1, H, n, d_h) with cos/sin (1, n, d_h) (same as transformers')."""
-    return x * cos.unsqueeze(1) + _rotate_half(x) * sin.unsqueeze(1)
 
 
 @register_adapter
@@ -158,13 +148,4 @@ class LlavaOnevisionAdapter(ModelAdapter):
 
     # --- attention importance ---------------------------------------------------------------
     def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):
-        attn = layer.self_attn
-        normed = layer.input_layernorm(hidden)  # (1, n, D)
-        head_dim = attn.head_dim
-        q = attn.q_proj(normed[:, query_rows]).view(1, query_rows.shape[0], -1, head_dim).transpose(1, 2)
-        k = attn.k_proj(normed).view(1, normed.shape[1], -1, head_dim).transpose(1, 2)
-        if apply_rope:
-            cos, sin = position_embeddings
-            q = rope_rotate(q, cos[:, query_rows], sin[:, query_rows])
-            k = rope_rotate(k, cos, sin)
-        return q[0], k[0], float(attn.scaling)
+        return qwen_query_key_states(layer, hidden, position_embeddings, query_rows, apply_rope)
