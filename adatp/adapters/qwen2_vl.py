@@ -218,7 +218,8 @@ class Qwen2VLAdapter(ModelAdapter):
             raise InputError("the model has no rope_deltas from the pruned prefill: cannot continue decoding")
         embeds = torch.zeros(1, 1, 1, device=device)  # only its shape and device are read
         return inner.compute_3d_position_ids(
-            input_ids=None, inputs_embeds=embeds, past_key_values=_CacheLength(span.seq_len + step)
+            input_ids=None, image_grid_thw=None, video_grid_thw=None, inputs_embeds=embeds, attention_mask=None,
+            past_key_values=_CacheLength(span.seq_len + step),
         )
 
     # --- attention importance ---------------------------------------------------------------

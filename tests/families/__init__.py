@@ -53,7 +53,9 @@ def _ids(n: int, g: torch.Generator, high: int = 900) -> torch.Tensor:
     return torch.randint(0, high, (1, n), generator=g)
 
 
-def make_inputs(model, num_frames: int = 8, seed: int = 1, prefix: int = 5, question: int = 12) -> dict:
+def make_inputs(
+    model, num_frames: int = 8, seed: int = 1, prefix: int = 5, question: int = 12, second_per_grid: float = 1.0
+) -> dict:
     """A prompt ``prefix ids, video block, question ids`` with random frames, in the family's layout.
 
     Frames repeat in pairs of grids (a little noise) so that segmentation and dedup find something.
@@ -96,5 +98,5 @@ def make_inputs(model, num_frames: int = 8, seed: int = 1, prefix: int = 5, ques
         "mm_token_type_ids": (ids == pad).long() * 2,
     }
     if cfg.model_type == "qwen2_5_vl":
-        inputs["second_per_grid_ts"] = torch.tensor([1.0])  # 2 frames a grid at 2 fps
+        inputs["second_per_grid_ts"] = torch.tensor([second_per_grid])  # 1.0: 2 frames a grid at 2 fps
     return inputs

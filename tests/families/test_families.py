@@ -1,0 +1,143 @@
+"""The family table: every test below runs for LLaVA-OV, LLaVA-Video, Qwen2-VL, Qwen2.5-VL and Qwen3-VL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import adatp
+from adatp.errors import InputError
+
+from . import FAMILY_IDS, QWEN_IDS, family_model, make_inputs
+from .reference import reference_generate
+
+STEPS = 20
+PRUNED_SCHEDULE = [(0, 0.5), (2, 0.3), (4, 0.15)]
+
+
+def _generate(model, inputs, steps=STEPS):
+    with torch.no_grad():
+        out = model.generate(
+            **inputs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+            output_logits=True, return_dict_in_generate=True,
+        )
+    return out.sequences[0, inputs["input_ids"].shape[1]:].tolist(), [lg[0] for lg in out.logits]
+
+
+def _max_diff(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+@pytest.fixture(params=FAMILY_IDS)
+def family(request):
+    model = family_model(request.param)
+    return request.param, model, make_inputs(model)
+
+
+def test_retention_one_equals_the_unpruned_model(family):
+    _, model, inputs = family
+    ref_tokens, ref_logits = _generate(model, inputs)
+    with adatp.prune(model, "adatp", retention=1.0) as handle:
+        tokens, logits = _generate(model, inputs)
+        report = handle.last_report
+    assert tokens == ref_tokens
+    assert _max_diff(logits, ref_logits) <= 1e-5
+    assert report is not None and all(s.kept == report.num_visual for s in report.stages)
+
+
+@pytest.mark.parametrize("target", [{"retention": 0.2}, {"schedule": PRUNED_SCHEDULE}])
+def test_pruned_generate_equals_the_per_layer_reference(family, target):
+    _, model, inputs = family
+    with adatp.prune(model, "adatp", **target) as handle:
+        tokens, logits = _generate(model, inputs)
+        report = handle.last_report
+    assert report.stages[-1].kept < report.num_visual
+    kept = [(s.layer, s.kept_indices) for s in report.stages]
+    ref_tokens, ref_logits = reference_generate(model, inputs, kept, STEPS)
+    assert tokens == ref_tokens
+    assert _max_diff(logits, ref_logits) <= 1e-5
+
+
+def test_decode_loop_without_positions_continues_where_the_unpruned_model_would(family):
+    fid, model, _ = family
+    # Qwen2.5-VL: temporal positions (8 s a grid x 2 tokens/s) run past the question, so a bare loop
+    # (length + delta) and generate() (last position + 1) place new tokens differently (D14).
+    inputs = make_inputs(model, question=4, second_per_grid=8.0)
+    with adatp.prune(model, "adatp", schedule=PRUNED_SCHEDULE) as handle:
+        with torch.no_grad():
+            out = model(**inputs, use_cache=True)
+            logits = [out.logits[0, -1]]
+            cache = out.past_key_values
+            for _ in range(5):
+                nxt = logits[-1].argmax().view(1, 1)
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                logits.append(out.logits[0, -1])
+        kept = [(s.layer, s.kept_indices) for s in handle.last_report.stages]
+    ref_tokens, ref_logits = reference_generate(model, inputs, kept, 6, decode="loop")
+    assert [int(lg.argmax()) for lg in logits] == ref_tokens
+    assert _max_diff(logits, ref_logits) <= 1e-5
+
+
+def test_remove_restores_outputs_weights_and_hooks_bit_for_bit(family):
+    _, model, inputs = family
+
+    def hook_ids():
+        return {(n, kind, k) for n, m in model.named_modules() for kind in ("_forward_pre_hooks", "_forward_hooks")
+                for k in getattr(m, kind)}
+
+    hooks = hook_ids()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(**inputs).logits
+    handle = adatp.prune(model, "adatp", retention=0.2)
+    with torch.no_grad():
+        pruned = model(**inputs).logits
+    handle.remove()
+    with torch.no_grad():
+        after = model(**inputs).logits
+    assert pruned.shape[1] < before.shape[1]
+    assert torch.equal(before, after)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert hook_ids() == hooks
+
+
+def test_report_counts_equal_what_each_layer_received(family):
+    _, model, inputs = family
+    seen, hooks = [], []
+    with adatp.prune(model, "adatp", retention=0.2) as handle:
+        for layer in model.model.language_model.layers:
+            hooks.append(layer.register_forward_pre_hook(lambda m, a, k: seen.append((a[0] if a else k["hidden_states"]).shape[1]), with_kwargs=True))
+        with torch.no_grad():
+            model(**inputs)
+        report = handle.last_report
+    for h in hooks:
+        h.remove()
+    other = report.seq_len - report.num_visual
+    assert seen == [n + other for n in report.visual_tokens_per_layer]
+
+
+@pytest.mark.parametrize("fid", QWEN_IDS)
+def test_qwen_bad_inputs_get_one_line_errors(fid):
+    model = family_model(fid)
+    inputs = make_inputs(model)
+    with adatp.prune(model, "adatp", retention=0.2):
+        two = dict(inputs, video_grid_thw=inputs["video_grid_thw"].repeat(2, 1))
+        with pytest.raises(InputError, match="one video per prompt"):
+            model(**two)
+        padded = dict(inputs, attention_mask=inputs["attention_mask"].clone())
+        padded["attention_mask"][0, 0] = 0
+        with pytest.raises(InputError, match="padding"):
+            model(**padded)
+        batch = {k: torch.cat([v, v]) if k in ("input_ids", "attention_mask", "mm_token_type_ids") else v for k, v in inputs.items()}
+        with pytest.raises(InputError, match="batch size 1"):
+            model(**batch)
+        short = dict(inputs, video_grid_thw=inputs["video_grid_thw"] * torch.tensor([[2, 1, 1]]))
+        with pytest.raises(InputError, match="video tokens") as info:
+            model(**short)
+        assert "\n" not in str(info.value)
+        if fid == "qwen3-vl":
+            with pytest.raises(InputError, match="images"):
+                model(**inputs, pixel_values=torch.zeros(4, 1), image_grid_thw=torch.tensor([[1, 2, 2]]))
+    with pytest.raises(adatp.errors.ConfigError, match="compact") as info:
+        adatp.prune(model, "uniform-frames")
+    assert "\n" not in str(info.value)
