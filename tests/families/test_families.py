@@ -141,3 +141,76 @@ def test_qwen_bad_inputs_get_one_line_errors(fid):
     with pytest.raises(adatp.errors.ConfigError, match="compact") as info:
         adatp.prune(model, "uniform-frames")
     assert "\n" not in str(info.value)
+
+
+def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, monkeypatch):
+    """In a real pruned forward, the scores each in-LLM stage hands to ``select()`` equal layer k's
+    eager attention probabilities (attn_implementation="eager") on the hidden states layer k really
+    received, averaged over heads and over the query rows D3 fixes (every token after the last video
+    token), at the alive visual tokens' key columns. Independent of the runtime's bookkeeping: the
+    alive sets are what ``select()`` itself returned, positions come from the model's own
+    ``get_rope_index`` (or ``arange``), and the video's place from the video token id."""
+    from adatp.methods.adatp import AdaTP
+
+    from .reference import prompt_features, video_positions
+
+    _, model, inputs = family
+    lm = model.model.language_model
+    calls = []
+    original = AdaTP.select
+
+    def spy(self, stage, alive, scores, **kw):
+        kept = original(self, stage, alive, scores, **kw)
+        calls.append((stage.layer, alive.clone(), None if scores is None else scores.clone(), kept.clone()))
+        return kept
+
+    monkeypatch.setattr(AdaTP, "select", spy)
+    layer_inputs = {}
+
+    def capture(k):
+        def hook(module, args, kwargs):
+            layer_inputs[k] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+        return hook
+
+    handles = [lm.layers[k].register_forward_pre_hook(capture(k), with_kwargs=True, prepend=True) for k in (2, 4)]
+    try:
+        with adatp.prune(model, "adatp", schedule=PRUNED_SCHEDULE), torch.no_grad():
+            model(**inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    assert [c[0] for c in calls] == [0, 2, 4]
+
+    ids = inputs["input_ids"]
+    _, positions, _, _ = prompt_features(model, inputs)
+    vis = video_positions(model, ids)
+    is_vis = torch.zeros(ids.shape[1], dtype=torch.bool)
+    is_vis[vis] = True
+    others = torch.nonzero(~is_vis).flatten()
+    last_video = int(torch.nonzero(ids[0] == model.config.video_token_id).max())  # LLaVA: its newline (D3)
+    previous_kept = calls[0][3]
+    for layer_index, alive, scores, kept in calls[1:]:
+        assert torch.equal(alive, previous_kept)
+        previous_kept = kept
+        seq = torch.sort(torch.cat([others, vis[alive]])).values  # original positions of the layer's rows
+        hidden = layer_inputs[layer_index]
+        assert hidden.shape[1] == seq.numel()
+        layer = lm.layers[layer_index]
+        n = seq.numel()
+        causal = torch.full((n, n), torch.finfo(hidden.dtype).min).triu(1)[None, None]
+        model.set_attn_implementation("eager")
+        try:
+            with torch.no_grad():
+                _, weights = layer.self_attn(
+                    hidden_states=layer.input_layernorm(hidden),
+                    position_embeddings=lm.rotary_emb(hidden, positions[..., seq]),
+                    attention_mask=causal,
+                    output_attentions=True,
+                )
+        finally:
+            model.set_attn_implementation("sdpa")
+        rows = seq > last_video
+        cols = torch.searchsorted(seq, vis[alive])
+        expected = weights[0][:, rows][:, :, cols].float().mean(dim=(0, 1))
+        assert scores is not None and scores.shape == expected.shape
+        assert torch.allclose(scores, expected, atol=1e-6, rtol=1e-4), (scores - expected).abs().max()
