@@ -45,12 +45,15 @@ def prompt_features(model, inputs):
 
 
 @torch.no_grad()
-def reference_generate(model, inputs, kept_per_stage, steps, decode="generate"):
+def reference_generate(model, inputs, kept_per_stage, steps, decode="generate", compact=False):
     """Greedy decode; returns (tokens, list of (vocab,) logits: prefill's last, then each step).
 
-    kept_per_stage: (layer, kept visual indices) pairs. ``decode``: where new tokens sit, as the
+    kept_per_stage: (layer, kept visual indices) pairs, or (layer, kept, merge_into, weights) for
+        merging stages: before layer ``layer`` each kept token becomes the weighted mean of the alive
+        tokens whose ``merge_into`` names its slot (in float64, then cast back). ``decode``: where new tokens sit, as the
     unpruned model puts them in transformers 5.23: "generate" (the last prompt position + 1 + step on
     every row) or "loop" (a caller passing no positions: prompt length + step + rope delta).
+    ``compact``: LLaVA only, pre-LLM pruning only: the tokens alive at layer 0 are renumbered 0..n-1.
     """
     ids = inputs["input_ids"]
     seq_len = ids.shape[1]
@@ -60,17 +63,33 @@ def reference_generate(model, inputs, kept_per_stage, steps, decode="generate"):
     others = torch.ones(seq_len, dtype=torch.bool)
     others[vis] = False
     others = torch.nonzero(others).flatten()
-    stages = dict(kept_per_stage)
+    stages = {st[0]: st[1] for st in kept_per_stage}
+    merges = {st[0]: (st[2], st[3]) for st in kept_per_stage if len(st) > 2 and st[2] is not None}
     kept = torch.arange(vis.numel())
     alive_per_layer, kept_per_layer = [], []
     for i in range(len(lm.layers)):
         kept = stages.get(i, kept)
         alive_per_layer.append(torch.sort(torch.cat([others, vis[kept]])).values)
         kept_per_layer.append(kept)
+    if compact:
+        renumbered = torch.zeros(seq_len, dtype=torch.long)
+        renumbered[alive_per_layer[0]] = torch.arange(alive_per_layer[0].numel())
+        positions = renumbered[None]
     cache = DynamicCache(config=lm.config)
     hidden, prev = embeds, torch.arange(seq_len)
     for i, layer in enumerate(lm.layers):
         alive = alive_per_layer[i]
+        if i in merges:  # average slot by slot, in the rows of the tokens alive before this stage
+            before = kept_per_layer[i - 1] if i > 0 else torch.arange(vis.numel())
+            rows = torch.searchsorted(prev, vis[before])
+            merge_into, weights = merges[i]
+            weights = torch.ones(before.numel()) if weights is None else weights
+            hidden = hidden.clone()
+            for slot, token in enumerate(stages[i].tolist()):
+                members = (merge_into == slot).nonzero().flatten()
+                w = weights[members].double()
+                mean = (hidden[0, rows[members]].double() * w[:, None]).sum(0) / w.sum()
+                hidden[0, rows[before.tolist().index(token)]] = mean.to(hidden.dtype)
         hidden = hidden[:, torch.searchsorted(prev, alive)]
         pos = positions[..., alive]
         cos_sin = lm.rotary_emb(hidden, pos)
@@ -84,7 +103,9 @@ def reference_generate(model, inputs, kept_per_stage, steps, decode="generate"):
     tokens = [int(logits[-1].argmax())]
     for step in range(steps - 1):
         h = lm.embed_tokens(torch.tensor([[tokens[-1]]]))
-        if decode == "generate":
+        if compact:
+            pos = torch.tensor([[alive_per_layer[0].numel() + step]])
+        elif decode == "generate":
             pos = positions[..., -1:] + 1 + step
         else:
             pos = torch.full_like(positions[..., -1:], seq_len + step + delta)
