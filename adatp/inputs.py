@@ -1,4 +1,7 @@
-"""Model inputs for one video and one question, exactly as LLaVA-OneVision's processor builds them.
+"""Model inputs for one video and one question, as the checkpoint's own processor builds them.
+
+LLaVA-OneVision / LLaVA-Video below; Qwen2-VL, Qwen2.5-VL and Qwen3-VL in :func:`_prepare_qwen`
+(pixels in :mod:`adatp.video.qwen_preprocess`).
 
 ``transformers``' video processors need torchvision, which adatp does not depend on, so this
 module rebuilds what ``LlavaOnevisionProcessor`` does for a single video: render the checkpoint's
@@ -25,6 +28,9 @@ from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
 VIDEO_TOKEN = "<video>"
 IMAGE_TOKEN = "<image>"
+QWEN_VIDEO_PAD = "<|video_pad|>"
+#: text a question must not contain: every family's media placeholders
+PLACEHOLDERS = (VIDEO_TOKEN, IMAGE_TOKEN, QWEN_VIDEO_PAD, "<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
 NO_VIDEO = "a prompt without a video is not supported by adatp (it prunes video tokens): pass the video's frames"
 
 ModelRef = str | os.PathLike[str] | Any  # a model directory, or a tokenizer loaded from one
@@ -70,10 +76,14 @@ def load_model_config(model_dir: str | os.PathLike[str]) -> PretrainedConfig:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"could not read {str(model_dir / 'config.json')!r}: {exc}") from None
+    from adatp.video.qwen_preprocess import QWEN_FAMILIES
+
+    if config.model_type in QWEN_FAMILIES:
+        return config
     if getattr(config, "vision_config", None) is None or getattr(config, "video_token_index", None) is None:
         raise UnsupportedModelError(
             f"{str(model_dir)!r} holds a {config.model_type!r} model: adatp.prepare_inputs builds inputs for "
-            "LLaVA-OneVision / LLaVA-Video checkpoints (model_type 'llava_onevision')"
+            f"LLaVA-OneVision / LLaVA-Video checkpoints (model_type 'llava_onevision') and {', '.join(QWEN_FAMILIES)}"
         )
     return config
 
@@ -123,7 +133,7 @@ def _check_text(name: str, text: Any, *, allow_empty: bool = False) -> str:
         raise InputError(f"{name} must be a string, got {type(text).__name__}")
     if not allow_empty and not text.strip():
         raise InputError(f"{name} is empty: ask a question about the video")
-    for token in (VIDEO_TOKEN, IMAGE_TOKEN):
+    for token in PLACEHOLDERS:
         if token in text:
             raise InputError(
                 f"{name} contains {token!r}: the video placeholder is added by adatp, remove it from the text"
@@ -139,14 +149,14 @@ def _conversation(question: str, system_prompt: str | None) -> list[dict[str, An
     return messages
 
 
-def _render(tokenizer: Any, template: str, question: str, system_prompt: str | None) -> str:
+def _render(tokenizer: Any, template: str, question: str, system_prompt: str | None, placeholder: str = VIDEO_TOKEN) -> str:
     prompt = tokenizer.apply_chat_template(
         _conversation(question, system_prompt), chat_template=template, tokenize=False, add_generation_prompt=True
     )
-    if prompt.count(VIDEO_TOKEN) != 1:
+    if prompt.count(placeholder) != 1:
         raise ConfigError(
-            f"the chat template rendered {prompt.count(VIDEO_TOKEN)} {VIDEO_TOKEN!r} placeholders for one video, "
-            "expected exactly 1: is it a LLaVA-OneVision template?"
+            f"the chat template rendered {prompt.count(placeholder)} {placeholder!r} placeholders for one video, "
+            "expected exactly 1: is it this checkpoint's template?"
         )
     return prompt
 
@@ -223,7 +233,12 @@ def _pixels(model_dir: Path, video: np.ndarray, config: PretrainedConfig) -> tor
 
 
 def prepare_inputs(
-    model_dir_or_tokenizer: ModelRef, frames: Any, question: str, *, system_prompt: str | None = None
+    model_dir_or_tokenizer: ModelRef,
+    frames: Any,
+    question: str,
+    *,
+    system_prompt: str | None = None,
+    fps: float | None = None,
 ) -> BatchFeature:
     """Inputs for ``model(**inputs)`` / ``model.generate(**inputs)`` from frames and a question.
 
@@ -232,11 +247,16 @@ def prepare_inputs(
         frames: uint8 RGB frames (T, H, W, 3), numpy or torch, T >= 1.
         question: the user's text; the video goes before it, as the chat template places media first.
         system_prompt: optional system turn (the llava-hf template has no default one).
+        fps: Qwen-VL only: the rate the frames were sampled at (default: the checkpoint's sampling
+            fps, 2). It sets Qwen2.5-VL's ``second_per_grid_ts`` and Qwen3-VL's timestamps.
 
     Returns:
         ``input_ids`` (1, L) long, ``attention_mask`` (1, L) ones, ``pixel_values_videos``
         (1, T, 3, S, S) float32, where L includes ``T * ceil(p/2)**2 + 1`` video tokens. Nothing else:
         ``generate()`` rejects unknown keys. The question stays readable from ``input_ids`` after the video.
+        Qwen-VL: ``input_ids``, ``attention_mask``, ``pixel_values_videos`` (t*H*W, 3*2*p*p),
+        ``video_grid_thw`` (1, 3), ``mm_token_type_ids`` (1, L) (2 at video tokens) and, for
+        Qwen2.5-VL, ``second_per_grid_ts`` (1,) = temporal_patch_size / fps.
 
     Raises:
         InputError: no video (``frames`` is None), empty question, placeholder text in the question.
@@ -250,6 +270,10 @@ def prepare_inputs(
     video = check_frames(frames)
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
     config = load_model_config(model_dir)
+    if config.model_type != "llava_onevision":
+        return _prepare_qwen(model_dir, tokenizer, config, video, question, system_prompt, fps)
+    if fps is not None:
+        raise InputError("fps is read by Qwen-VL checkpoints only; LLaVA-OneVision prompts carry no time")
     video_id = _video_token_id(tokenizer, config)
     prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
     input_ids = _tokenize(tokenizer, prompt, video_id, num_video_tokens(config, video.shape[0]))
@@ -257,3 +281,51 @@ def prepare_inputs(
     return BatchFeature(
         {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels}
     )
+
+
+def _prepare_qwen(
+    model_dir: Path, tokenizer: Any, config: PretrainedConfig, video: np.ndarray, question: str,
+    system_prompt: str | None, fps: float | None,
+) -> BatchFeature:
+    """Qwen2-VL / Qwen2.5-VL / Qwen3-VL inputs, as their transformers 5.23 processors build them.
+
+    The template's ``<|video_pad|>`` becomes ``t * H * W / merge^2`` pads (Qwen2/2.5-VL), or per grid
+    ``<{time:.1f} seconds><|vision_start|>`` + ``H * W / merge^2`` pads + ``<|vision_end|>`` (Qwen3-VL,
+    inside the template's own start/end markers, as 5.23 replaces the pad token alone).
+    """
+    from adatp.video.qwen_preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
+
+    settings = load_qwen_settings(model_dir, config)
+    if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    rate = float(fps) if fps is not None else settings.fps
+    pad_id = tokenizer.convert_tokens_to_ids(QWEN_VIDEO_PAD)
+    if pad_id != config.video_token_id:
+        raise ConfigError(
+            f"the tokenizer maps {QWEN_VIDEO_PAD!r} to {pad_id}, but config.video_token_id is {config.video_token_id}: "
+            "tokenizer and model do not belong together"
+        )
+    pixels, grid = qwen_video_pixels(video, settings)
+    t, h, w = grid[0].tolist()
+    per_grid = h * w // settings.merge_size**2
+    if config.model_type == "qwen3_vl":
+        times = grid_timestamps(video.shape[0], rate, settings.temporal_patch_size)
+        expanded = "".join(f"<{s:.1f} seconds><|vision_start|>" + QWEN_VIDEO_PAD * per_grid + "<|vision_end|>" for s in times)
+    else:
+        expanded = QWEN_VIDEO_PAD * (t * per_grid)
+    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
+    text = prompt.replace(QWEN_VIDEO_PAD, expanded, 1)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].long()
+    found = int((ids == pad_id).sum())
+    if found != t * per_grid:
+        raise ConfigError(f"tokenised prompt holds {found} video tokens, expected {t * per_grid}")
+    data = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values_videos": pixels,
+        "video_grid_thw": grid,
+        "mm_token_type_ids": (ids == pad_id).long() * 2,
+    }
+    if config.model_type == "qwen2_5_vl":
+        data["second_per_grid_ts"] = torch.tensor([settings.temporal_patch_size / rate])
+    return BatchFeature(data)

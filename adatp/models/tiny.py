@@ -332,7 +332,7 @@ QWEN_PREPROCESSOR: dict[str, dict[str, Any]] = {
                      video_processor_type="Qwen3VLVideoProcessor"),
 }
 #: Tiny models keep frames small: at most this many pixels a frame (8 x 8 patches of 14 px = 112 x 112).
-TINY_MAX_PIXELS = {"qwen2_vl": 112 * 112, "qwen2_5_vl": 112 * 112, "qwen3_vl": 128 * 128}
+TINY_MAX_PIXELS = {"qwen2_vl": 112 * 112, "qwen2_5_vl": 112 * 112, "qwen3_vl": 16 * 128 * 128}  # Qwen3-VL: whole video
 TINY_MIN_PIXELS = {"qwen2_vl": 56 * 56, "qwen2_5_vl": 56 * 56, "qwen3_vl": 64 * 64}
 
 
