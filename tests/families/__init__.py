@@ -78,7 +78,8 @@ def make_inputs(
     grids = num_frames // tp
     # Patches in the processor's order: (t, h/merge, w/merge, merge, merge) rows of (C * tp * p * p).
     pixels = torch.randn(grids, PATCHES * PATCHES, 3 * tp * p * p, generator=g)
-    pixels[1::2] = pixels[0::2] + 0.05 * torch.randn(pixels[1::2].shape, generator=g)
+    pairs = grids // 2
+    pixels[1 : 2 * pairs : 2] = pixels[0 : 2 * pairs : 2] + 0.05 * torch.randn(pixels[1 : 2 * pairs : 2].shape, generator=g)
     pixels = pixels.reshape(grids * PATCHES * PATCHES, -1)
     per_grid = (PATCHES // merge) ** 2
     start, end, pad = cfg.vision_start_token_id, cfg.vision_end_token_id, cfg.video_token_id
