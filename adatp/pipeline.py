@@ -19,7 +19,6 @@ from adatp.api import prune
 from adatp.errors import ConfigError, UnsupportedModelError
 from adatp.runtime.report import PruneReport
 
-SUPPORTED_MODEL_TYPES = {"llava_onevision": "LlavaOnevisionForConditionalGeneration"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -30,17 +29,18 @@ def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu
     """
     import transformers
 
+    from adatp.adapters.base import supported_model_types
+
+    supported = supported_model_types()  # model_type -> class name, from the adapters
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ConfigError(f"no model found at {path}: expected a directory with config.json")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedModelError(
-            f"model type {model_type!r} in {path} is not supported; supported: {sorted(SUPPORTED_MODEL_TYPES)}"
-        )
-    cls = getattr(transformers, SUPPORTED_MODEL_TYPES[model_type])
+    if model_type not in supported:
+        raise UnsupportedModelError(f"model type {model_type!r} in {path} is not supported; supported: {sorted(supported)}")
+    cls = getattr(transformers, supported[model_type])
     model = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation="sdpa")
     return model.to(device).eval()
 

@@ -117,6 +117,8 @@ class ModelAdapter(ABC):
 
     #: transformers class names this adapter handles.
     model_classes: ClassVar[tuple[str, ...]] = ()
+    #: the config ``model_type`` of each of ``model_classes`` (same order), for loading a directory.
+    model_types: ClassVar[tuple[str, ...]] = ()
     #: transformers versions the adapter was tested with.
     tested_transformers: ClassVar[str] = ""
     #: default segmentation threshold tau_s for this family's tower (D6).
@@ -290,6 +292,13 @@ def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
             raise ValueError(f"{name} already has adapter {_ADAPTERS[name].__name__}")
         _ADAPTERS[name] = cls
     return cls
+
+
+def supported_model_types() -> dict[str, str]:
+    """``model_type`` -> transformers class name, for every registered adapter."""
+    import adatp.adapters  # noqa: F401  (registers the built-in adapters)
+
+    return {t: c for cls in set(_ADAPTERS.values()) for t, c in zip(cls.model_types, cls.model_classes)}
 
 
 def get_adapter(model: nn.Module) -> ModelAdapter:

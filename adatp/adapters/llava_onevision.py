@@ -27,6 +27,7 @@ SUPPORTED_ATTENTION = ("sdpa",)
 @register_adapter
 class LlavaOnevisionAdapter(ModelAdapter):
     model_classes = ("LlavaOnevisionForConditionalGeneration",)
+    model_types = ("llava_onevision",)
     tested_transformers = "5.23.0"
     default_segment_threshold = 0.90  # SigLIP tower, as FastVID uses (D6)
 

@@ -15,6 +15,7 @@ from adatp.adapters.qwen2_vl import Qwen2VLAdapter
 @register_adapter
 class Qwen2_5_VLAdapter(Qwen2VLAdapter):
     model_classes = ("Qwen2_5_VLForConditionalGeneration",)
+    model_types = ("qwen2_5_vl",)
 
     def _vision_sizes(self) -> tuple[int, int, int, int]:
         v = self.model.config.vision_config

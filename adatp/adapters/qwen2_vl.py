@@ -50,6 +50,7 @@ class _CacheLength:
 @register_adapter
 class Qwen2VLAdapter(ModelAdapter):
     model_classes = ("Qwen2VLForConditionalGeneration",)
+    model_types = ("qwen2_vl",)
     tested_transformers = "5.23.0"
     # Not calibrated for this tower (D6 asks for a calibration on a training split): the SigLIP value.
     default_segment_threshold = 0.90

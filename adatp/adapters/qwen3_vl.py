@@ -28,6 +28,7 @@ from adatp.errors import InputError
 @register_adapter
 class Qwen3VLAdapter(Qwen2VLAdapter):
     model_classes = ("Qwen3VLForConditionalGeneration",)
+    model_types = ("qwen3_vl",)
     newline = "interleaved"
 
     def _vision_sizes(self) -> tuple[int, int, int, int]:
