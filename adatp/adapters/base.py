@@ -161,6 +161,18 @@ class ModelAdapter(ABC):
         """(T, d_v) class-token features from one tower call's output, or None."""
         return None
 
+    def vision_modules(self) -> tuple[nn.Module, nn.Module]:
+        """(the vision tower, the module whose output is the projected video tokens): where a
+        benchmark's timing marks for the vision stage go."""
+        raise UnsupportedModelError(f"{type(self).__name__} does not name its vision modules")
+
+    def synthetic_inputs(
+        self, frames: int, text_tokens: int, tokens_per_frame: int | None = None, seed: int = 0, text_before: int = 4
+    ) -> dict[str, torch.Tensor]:
+        """Forward kwargs of a prompt with ``frames`` random frames in this family's layout and
+        ``text_tokens`` random text ids (``text_before`` of them before the video): benchmarks only."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot build synthetic inputs")
+
     @abstractmethod
     def decoder_dims(self) -> DecoderDims: ...
 

@@ -83,6 +83,9 @@ class LlavaOnevisionAdapter(ModelAdapter):
     def vision_tower(self) -> nn.Module:
         return self.model.model.vision_tower
 
+    def vision_modules(self) -> tuple[nn.Module, nn.Module]:
+        return self.model.model.vision_tower, self.model.model.multi_modal_projector
+
     def cls_features(self, tower_output) -> torch.Tensor | None:
         hidden = getattr(tower_output, "hidden_states", None)
         layer = self.model.config.vision_feature_layer

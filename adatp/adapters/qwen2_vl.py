@@ -90,6 +90,52 @@ class Qwen2VLAdapter(ModelAdapter):
         lm = self.language_model()
         return list(lm.layers[: lm.config.num_hidden_layers])
 
+    def vision_modules(self) -> tuple[nn.Module, nn.Module]:
+        visual = self.model.model.visual
+        return visual, visual.merger
+
+    #: default merged tokens a side of a synthetic grid (14 x 14 = 196 tokens: 392 px frames at 14 px patches)
+    synthetic_side: ClassVar[int] = 14
+
+    def synthetic_inputs(self, frames, text_tokens, tokens_per_frame=None, seed=0, text_before=4):
+        """``frames`` (even) random frames -> ``frames / 2`` grids of ``tokens_per_frame`` (a square,
+        default 196) merged tokens, with ``video_grid_thw``, ``mm_token_type_ids`` and, for
+        Qwen2.5-VL, ``second_per_grid_ts`` = 1 s (2 frames at 2 fps)."""
+        import math
+
+        cfg = self.model.config
+        v = cfg.vision_config
+        side = self.synthetic_side if tokens_per_frame is None else math.isqrt(tokens_per_frame)
+        if tokens_per_frame is not None and side * side != tokens_per_frame:
+            raise ConfigError(f"tokens per frame must be a square (a g x g grid of merged tokens), got {tokens_per_frame}")
+        tp, m, p = v.temporal_patch_size, v.spatial_merge_size, v.patch_size
+        if frames < tp or frames % tp:
+            raise ConfigError(f"{type(self).__name__}: frames must be a multiple of the temporal patch size {tp}, got {frames}")
+        grids, patches = frames // tp, side * m
+        gen = torch.Generator().manual_seed(seed)
+        special = torch.tensor(sorted({cfg.video_token_id, cfg.image_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}))
+        self._text_range = (min(1000, special.min().item() // 2), min(self.text_config().vocab_size, 150000))
+        lo, hi = self._text_range
+        text = torch.randint(lo, hi, (text_tokens,), generator=gen)
+        text = torch.where(torch.isin(text, special), lo, text)  # never a special id
+        before = min(text_before, max(0, text_tokens - 1))
+        block = self._synthetic_block(grids, side * side, gen)
+        ids = torch.cat([text[:before], block, text[before:]])[None]
+        pixels = torch.rand(grids * patches * patches, 3 * tp * p * p, generator=gen) * 2 - 1
+        inputs = {
+            "input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values_videos": pixels,
+            "video_grid_thw": torch.tensor([[grids, patches, patches]]),
+            "mm_token_type_ids": (ids == cfg.video_token_id).long() * 2,
+        }
+        if cfg.model_type == "qwen2_5_vl":
+            inputs["second_per_grid_ts"] = torch.tensor([1.0])
+        return inputs
+
+    def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator) -> torch.Tensor:
+        cfg = self.model.config
+        return torch.cat([torch.tensor([cfg.vision_start_token_id]), torch.full((grids * per_grid,), cfg.video_token_id),
+                          torch.tensor([cfg.vision_end_token_id])])
+
     @property
     def merge_size(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)

@@ -56,6 +56,18 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
         layout = VideoLayout(t, h, w, "interleaved", frame_starts=tuple(starts), length=positions[-1] - start + 1)
         return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
 
+    def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator) -> torch.Tensor:
+        """Per grid: 5 random ids standing for ``<t seconds>``, then start, pads, end (5.23 layout)."""
+        cfg = self.model.config
+        start, end, pad = cfg.vision_start_token_id, cfg.vision_end_token_id, cfg.video_token_id
+        parts = [torch.tensor([start])]
+        for _ in range(grids):
+            stamp = torch.randint(*self._text_range, (5,), generator=gen)
+            stamp = torch.where(torch.isin(stamp, torch.tensor([start, end, pad])), self._text_range[0], stamp)
+            parts += [stamp, torch.tensor([start]), torch.full((per_grid,), pad), torch.tensor([end])]
+        parts.append(torch.tensor([end]))
+        return torch.cat(parts)
+
     def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):
         return qwen_query_key_states(layer, hidden, position_embeddings, query_rows, apply_rope, qk_norm=True)
 
