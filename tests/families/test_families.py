@@ -214,3 +214,32 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
         expected = weights[0][:, rows][:, :, cols].float().mean(dim=(0, 1))
         assert scores is not None and scores.shape == expected.shape
         assert torch.allclose(scores, expected, atol=1e-6, rtol=1e-4), (scores - expected).abs().max()
+
+
+def test_eager_attention_is_refused_with_one_line(family):
+    fid, _, _ = family
+    from adatp.errors import UnsupportedModelError
+
+    from . import fresh_model
+
+    model = fresh_model(fid, text_layers=2)
+    model.set_attn_implementation("eager")
+    with pytest.raises(UnsupportedModelError, match="sdpa") as info:
+        adatp.prune(model, "adatp")
+    assert "\n" not in str(info.value)
+
+
+def test_attention_analysis_reads_every_family(family):
+    from adatp.analysis.attention import capture_attention
+
+    _, model, inputs = family
+    maps = capture_attention(model, inputs, layers=[0, 2])
+    report_grid = make_report_grid(model, inputs)
+    assert maps.maps.shape[0] == 2 and tuple(maps.maps.shape[1:]) == report_grid
+
+
+def make_report_grid(model, inputs):
+    with adatp.prune(model, "adatp", retention=1.0) as handle, torch.no_grad():
+        model(**inputs)
+        r = handle.last_report
+    return (r.num_frames, *r.grid)
