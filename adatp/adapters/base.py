@@ -173,6 +173,16 @@ class ModelAdapter(ABC):
         ``text_tokens`` random text ids (``text_before`` of them before the video): benchmarks only."""
         raise UnsupportedModelError(f"{type(self).__name__} cannot build synthetic inputs")
 
+    def encode_video_tower(self, inputs: dict) -> Any:
+        """Run the vision tower alone on the call's video (benchmarks' ``--encode-once``): the part of
+        the video encoding that does not depend on anything the pruning changes."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot encode the video tower alone")
+
+    def encode_video_tail(self, tower_output: Any, inputs: dict) -> dict:
+        """The rest of the video encoding on :meth:`encode_video_tower`'s output: the
+        ``mm_encoder_outputs`` a forward call takes instead of the pixels."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot encode the video tower alone")
+
     @abstractmethod
     def decoder_dims(self) -> DecoderDims: ...
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, register_adapter, rope_rotate  # noqa: F401
-from adatp.errors import InputError, UnsupportedModelError
+from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
 #: attention implementations whose decode step works with per-layer cache lengths (DECISIONS B).
@@ -85,6 +85,44 @@ class LlavaOnevisionAdapter(ModelAdapter):
 
     def vision_modules(self) -> tuple[nn.Module, nn.Module]:
         return self.model.model.vision_tower, self.model.model.multi_modal_projector
+
+    def encode_video_tower(self, inputs: dict) -> torch.Tensor:
+        """(T, P, d_v) tower features at the VLM's feature layer (the projector's input)."""
+        pixels = inputs["pixel_values_videos"]
+        b, t, c, h, w = pixels.shape
+        cfg = self.model.config
+        out = self.model.model.vision_tower(pixels.view(b * t, c, h, w), output_hidden_states=True, return_dict=True)
+        feats = out.hidden_states[cfg.vision_feature_layer]
+        if cfg.vision_feature_select_strategy == "default":
+            feats = feats[:, 1:]
+        return feats.contiguous()
+
+    def encode_video_tail(self, tower_output: torch.Tensor, inputs: dict) -> dict:
+        """Projector + 2x2 pooling + the newline (``get_video_features``' tail) on cached tower features."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        inner = self.model.model
+        feats = inner.apply_pooling(inner.multi_modal_projector(tower_output))  # (T, c, D)
+        feats = feats.reshape(1, feats.shape[0] * feats.shape[1], -1)
+        newline = inner.image_newline[None, None, :].to(feats.device, feats.dtype)
+        return {"video": BaseModelOutputWithPooling(pooler_output=torch.cat((feats, newline), dim=1))}
+
+    def synthetic_inputs(self, frames, text_tokens, tokens_per_frame=None, seed=0, text_before=4):
+        """``input_ids`` with the video block (T * g^2 + 1 video tokens) after ``text_before`` random text
+        ids, random pixels (1, T, 3, S, S); the grid is the config's (``tokens_per_frame`` must match it)."""
+        cfg = self.model.config
+        v = cfg.vision_config
+        side = self.pooled_grid()
+        if tokens_per_frame is not None and tokens_per_frame != side * side:
+            raise ConfigError(f"this model takes {side * side} tokens a frame (fixed by its tower), not {tokens_per_frame}")
+        gen = torch.Generator().manual_seed(seed)
+        special = torch.tensor(sorted({cfg.video_token_index, cfg.image_token_index}))
+        text = torch.randint(1000, min(cfg.text_config.vocab_size, 150000), (text_tokens,), generator=gen)
+        text = torch.where(torch.isin(text, special), text + 1, text)
+        before = min(text_before, max(0, text_tokens - 1))
+        ids = torch.cat([text[:before], torch.full((frames * side * side + 1,), cfg.video_token_index), text[before:]])[None]
+        pixels = torch.rand(1, frames, 3, v.image_size, v.image_size, generator=gen) * 2 - 1
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values_videos": pixels}
 
     def cls_features(self, tower_output) -> torch.Tensor | None:
         hidden = getattr(tower_output, "hidden_states", None)

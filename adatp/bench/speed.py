@@ -377,24 +377,14 @@ def build_arch_model(name: str, device: torch.device, dtype: torch.dtype, tokens
 
 
 def arch_inputs(config, frames: int, text_tokens: int, device: torch.device, dtype: torch.dtype, seed: int = 0) -> dict:
-    """LLaVA-OneVision: input_ids with the video block in place (T * g^2 + 1 video tokens) and random
-    pixels. Other families: their adapter's ``synthetic_inputs`` (see :func:`family_inputs`)."""
-    v = config.vision_config
-    side = math.ceil((v.image_size // v.patch_size) / 2)
-    video_tokens = frames * side * side + 1
-    gen = torch.Generator().manual_seed(seed)
-    special = {config.video_token_index, config.image_token_index}
-    vocab = config.text_config.vocab_size
-    text = torch.randint(1000, min(vocab, 150000), (text_tokens,), generator=gen)
-    text = torch.where(torch.isin(text, torch.tensor(sorted(special))), text + 1, text)
-    before = min(ARCH_TEXT_BEFORE, max(0, text_tokens - 1))
-    ids = torch.cat([text[:before], torch.full((video_tokens,), config.video_token_index), text[before:]])[None]
-    pixels = torch.rand(1, frames, 3, v.image_size, v.image_size, generator=gen) * 2 - 1
-    return {
-        "input_ids": ids.to(device),
-        "attention_mask": torch.ones_like(ids).to(device),
-        "pixel_values_videos": pixels.to(device=device, dtype=dtype),
-    }
+    """LLaVA-OneVision inputs from a config alone (no model): the adapter's ``synthetic_inputs`` on a
+    stand-in that carries only the config. Other families: :func:`family_inputs`."""
+    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
+
+    stand_in = LlavaOnevisionAdapter.__new__(LlavaOnevisionAdapter)
+    stand_in.model = type("ConfigOnly", (), {"config": config})()
+    inputs = stand_in.synthetic_inputs(frames, text_tokens, seed=seed, text_before=ARCH_TEXT_BEFORE)
+    return _to(inputs, device, dtype)
 
 
 def family_inputs(model, frames: int, text_tokens: int, device: torch.device, dtype: torch.dtype,
@@ -403,7 +393,7 @@ def family_inputs(model, frames: int, text_tokens: int, device: torch.device, dt
     from adatp.adapters.base import get_adapter
 
     if model.config.model_type == "llava_onevision":
-        return arch_inputs(model.config, frames, text_tokens, device, dtype)
+        tokens_per_frame = None  # arch_config already resized the tower to the asked grid
     inputs = get_adapter(model).synthetic_inputs(frames, text_tokens, tokens_per_frame, text_before=ARCH_TEXT_BEFORE)
     return _to(inputs, device, dtype)
 
@@ -543,7 +533,9 @@ class SpeedBench:
             step(f"loading {model_dir}")
             self.model = load_model(model_dir, dtype=dtype_name, device=str(self.device))
             if self.model.config.model_type == "llava_onevision":
-                tpf = _tokens_per_frame(self.model.config)
+                from adatp.adapters.base import get_adapter
+
+                tpf = get_adapter(self.model).pooled_grid() ** 2
                 if cfg.tokens_per_frame is not None and cfg.tokens_per_frame != tpf:
                     raise ConfigError(
                         f"--tokens-per-frame {cfg.tokens_per_frame}: {model_dir} takes {tpf} tokens a frame "
@@ -565,8 +557,6 @@ class SpeedBench:
         self._hooks = install_marks(self.model, self.marks)
         self._tower_cache = None
         if cfg.encode_once:
-            if self.model.config.model_type != "llava_onevision":
-                raise ConfigError(f"--encode-once is implemented for LLaVA-OneVision only, not {self.model.config.model_type}")
             step("encoding the video once (--encode-once)")
             self._encode_tower()
 
@@ -589,32 +579,20 @@ class SpeedBench:
 
     # -- encode-once path
     def _encode_tower(self) -> None:
-        inner = self.model.model
-        pixels = self.inputs["pixel_values_videos"]
-        b, t, c, h, w = pixels.shape
+        from adatp.adapters.base import get_adapter
+
         self.marks.sync()
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = inner.vision_tower(pixels.view(b * t, c, h, w), output_hidden_states=True, return_dict=True)
-            layer = self.model.config.vision_feature_layer
-            feats = out.hidden_states[layer]
-            if self.model.config.vision_feature_select_strategy == "default":
-                feats = feats[:, 1:]
+            self._tower_cache = get_adapter(self.model).encode_video_tower(self.inputs)
         self.marks.sync()
         self._tower_s = time.perf_counter() - t0
-        self._tower_cache = feats.contiguous()
-        del out
 
     def _encode_tail(self) -> dict[str, Any]:
-        """Projector + pooling + newline on the cached tower output (get_video_features' tail)."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        """The family's encoding tail on the cached tower output (LLaVA: projector, pooling, newline)."""
+        from adatp.adapters.base import get_adapter
 
-        inner = self.model.model
-        feats = inner.multi_modal_projector(self._tower_cache)
-        feats = inner.apply_pooling(feats)
-        feats = feats.reshape(1, self.frames * feats.shape[1], -1)
-        newline = inner.image_newline[None, None, :].to(feats.device, feats.dtype)
-        return {"video": BaseModelOutputWithPooling(pooler_output=torch.cat((feats, newline), dim=1))}
+        return get_adapter(self.model).encode_video_tail(self._tower_cache, self.inputs)
 
     # -- one forward
     def _prefill(self) -> tuple[torch.Tensor, Any]:
@@ -752,10 +730,6 @@ class SpeedBench:
         run.info["vanilla_flops"] = self.vanilla_flops()
         return run
 
-
-def _tokens_per_frame(config) -> int:
-    v = config.vision_config
-    return math.ceil((v.image_size // v.patch_size) / 2) ** 2
 
 
 # --- results ----------------------------------------------------------------------------------------
