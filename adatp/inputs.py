@@ -1,7 +1,9 @@
 """Model inputs for one video and one question, as the checkpoint's own processor builds them.
 
-LLaVA-OneVision / LLaVA-Video below; Qwen2-VL, Qwen2.5-VL and Qwen3-VL in :func:`_prepare_qwen`
-(pixels in :mod:`adatp.video.qwen_preprocess`).
+The shared steps live here (model directory, tokenizer, chat template, text checks, frame checks);
+each family's adapter builds its inputs (``ModelAdapter.build_inputs``): LLaVA-OneVision below in
+words, Qwen2-VL / Qwen2.5-VL / Qwen3-VL in ``adatp/adapters/qwen2_vl.py`` (pixels in
+:mod:`adatp.video.qwen_preprocess`).
 
 ``transformers``' video processors need torchvision, which adatp does not depend on, so this
 module rebuilds what ``LlavaOnevisionProcessor`` does for a single video: render the checkpoint's
@@ -14,7 +16,6 @@ checkpoint's own settings (:mod:`adatp.video.preprocess`).
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -89,14 +90,17 @@ def load_model_config(model_dir: str | os.PathLike[str]) -> PretrainedConfig:
 
 
 def tokens_per_frame(config: PretrainedConfig) -> int:
-    """Video tokens of one frame: the ``p x p`` patch grid bilinearly pooled to ``ceil(p/2)`` a side."""
-    patches = config.vision_config.image_size // config.vision_config.patch_size
-    return math.ceil(patches / 2) ** 2
+    """LLaVA-OneVision: video tokens of one frame (the adapter's rule)."""
+    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
+
+    return LlavaOnevisionAdapter.tokens_per_frame(config)
 
 
 def num_video_tokens(config: PretrainedConfig, num_frames: int) -> int:
-    """``num_frames * tokens_per_frame + 1``: one newline token closes the whole video."""
-    return num_frames * tokens_per_frame(config) + 1
+    """LLaVA-OneVision: ``num_frames * tokens_per_frame + 1`` (the adapter's rule)."""
+    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
+
+    return LlavaOnevisionAdapter.video_token_count(config, num_frames)
 
 
 def load_chat_template(model_dir: str | os.PathLike[str], tokenizer: Any = None) -> str:
@@ -270,62 +274,7 @@ def prepare_inputs(
     video = check_frames(frames)
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
     config = load_model_config(model_dir)
-    if config.model_type != "llava_onevision":
-        return _prepare_qwen(model_dir, tokenizer, config, video, question, system_prompt, fps)
-    if fps is not None:
-        raise InputError("fps is read by Qwen-VL checkpoints only; LLaVA-OneVision prompts carry no time")
-    video_id = _video_token_id(tokenizer, config)
-    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
-    input_ids = _tokenize(tokenizer, prompt, video_id, num_video_tokens(config, video.shape[0]))
-    pixels = _pixels(model_dir, video, config)
-    return BatchFeature(
-        {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels}
-    )
+    from adatp.adapters.base import adapter_class_for
 
-
-def _prepare_qwen(
-    model_dir: Path, tokenizer: Any, config: PretrainedConfig, video: np.ndarray, question: str,
-    system_prompt: str | None, fps: float | None,
-) -> BatchFeature:
-    """Qwen2-VL / Qwen2.5-VL / Qwen3-VL inputs, as their transformers 5.23 processors build them.
-
-    The template's ``<|video_pad|>`` becomes ``t * H * W / merge^2`` pads (Qwen2/2.5-VL), or per grid
-    ``<{time:.1f} seconds><|vision_start|>`` + ``H * W / merge^2`` pads + ``<|vision_end|>`` (Qwen3-VL,
-    inside the template's own start/end markers, as 5.23 replaces the pad token alone).
-    """
-    from adatp.video.qwen_preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
-
-    settings = load_qwen_settings(model_dir, config)
-    if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
-        raise InputError(f"fps must be a positive number, got {fps!r}")
-    rate = float(fps) if fps is not None else settings.fps
-    pad_id = tokenizer.convert_tokens_to_ids(QWEN_VIDEO_PAD)
-    if pad_id != config.video_token_id:
-        raise ConfigError(
-            f"the tokenizer maps {QWEN_VIDEO_PAD!r} to {pad_id}, but config.video_token_id is {config.video_token_id}: "
-            "tokenizer and model do not belong together"
-        )
-    pixels, grid = qwen_video_pixels(video, settings)
-    t, h, w = grid[0].tolist()
-    per_grid = h * w // settings.merge_size**2
-    if config.model_type == "qwen3_vl":
-        times = grid_timestamps(video.shape[0], rate, settings.temporal_patch_size)
-        expanded = "".join(f"<{s:.1f} seconds><|vision_start|>" + QWEN_VIDEO_PAD * per_grid + "<|vision_end|>" for s in times)
-    else:
-        expanded = QWEN_VIDEO_PAD * (t * per_grid)
-    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
-    text = prompt.replace(QWEN_VIDEO_PAD, expanded, 1)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].long()
-    found = int((ids == pad_id).sum())
-    if found != t * per_grid:
-        raise ConfigError(f"tokenised prompt holds {found} video tokens, expected {t * per_grid}")
-    data = {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "pixel_values_videos": pixels,
-        "video_grid_thw": grid,
-        "mm_token_type_ids": (ids == pad_id).long() * 2,
-    }
-    if config.model_type == "qwen2_5_vl":
-        data["second_per_grid_ts"] = torch.tensor([settings.temporal_patch_size / rate])
-    return BatchFeature(data)
+    # The family's adapter knows its processor: template, placeholder expansion, frame preprocessing.
+    return adapter_class_for(config.model_type).build_inputs(model_dir, config, tokenizer, video, question, system_prompt, fps)

@@ -206,6 +206,12 @@ class ModelAdapter(ABC):
         frames = self.video_frames(kwargs)
         return None if frames is None else self.find_video(input_ids, frames)
 
+    @classmethod
+    def build_inputs(cls, model_dir, config, tokenizer, video, question: str, system_prompt: str | None, fps: float | None):
+        """``adatp.prepare_inputs`` for this family: chat template, placeholder expansion and frame
+        preprocessing as the family's processor does them, from the model directory alone."""
+        raise UnsupportedModelError(f"{cls.__name__} cannot build inputs from a model directory")
+
     # --- positions -------------------------------------------------------------------------
     def prefill_positions(self, position_ids: torch.Tensor | None, seq_len: int, device) -> torch.Tensor:
         """The position ids the language model uses for the full prompt: the given ones, else
@@ -321,6 +327,18 @@ def supported_model_types() -> dict[str, str]:
     import adatp.adapters  # noqa: F401  (registers the built-in adapters)
 
     return {t: c for cls in set(_ADAPTERS.values()) for t, c in zip(cls.model_types, cls.model_classes)}
+
+
+def adapter_class_for(model_type: str) -> type[ModelAdapter]:
+    """The adapter class of a config ``model_type``, or UnsupportedModelError listing the supported ones."""
+    import adatp.adapters  # noqa: F401  (registers the built-in adapters)
+
+    for cls in set(_ADAPTERS.values()):
+        if model_type in cls.model_types:
+            return cls
+    raise UnsupportedModelError(
+        f"adatp has no adapter for model type {model_type!r}; supported: {', '.join(sorted(supported_model_types()))}"
+    )
 
 
 def get_adapter(model: nn.Module) -> ModelAdapter:

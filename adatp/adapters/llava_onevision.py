@@ -142,6 +142,33 @@ class LlavaOnevisionAdapter(ModelAdapter):
         intermediate = getattr(v, "intermediate_size", None) or int(v.hidden_size * v.mlp_ratio)  # DINOv2: mlp_ratio
         return VisionDims(v.hidden_size, intermediate, v.num_hidden_layers, p * p)
 
+    @staticmethod
+    def tokens_per_frame(config) -> int:
+        """Video tokens of one frame: the ``p x p`` patch grid bilinearly pooled to ``ceil(p/2)`` a side."""
+        patches = config.vision_config.image_size // config.vision_config.patch_size
+        return math.ceil(patches / 2) ** 2
+
+    @classmethod
+    def video_token_count(cls, config, num_frames: int) -> int:
+        """``num_frames * tokens_per_frame + 1``: one newline token closes the whole video."""
+        return num_frames * cls.tokens_per_frame(config) + 1
+
+    @classmethod
+    def build_inputs(cls, model_dir, config, tokenizer, video, question, system_prompt, fps):
+        """``LlavaOnevisionProcessor`` for one video: the template's ``<video>`` expanded to
+        ``T * ceil(p/2)^2 + 1`` tokens, frames resized to the tower's square (``adatp.video.preprocess``)."""
+        from transformers import BatchFeature
+
+        from adatp import inputs as common
+
+        if fps is not None:
+            raise InputError("fps is read by Qwen-VL checkpoints only; LLaVA-OneVision prompts carry no time")
+        video_id = common._video_token_id(tokenizer, config)
+        prompt = common._render(tokenizer, common.load_chat_template(model_dir, tokenizer), question, system_prompt)
+        input_ids = common._tokenize(tokenizer, prompt, video_id, cls.video_token_count(config, video.shape[0]))
+        pixels = common._pixels(model_dir, video, config)
+        return BatchFeature({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels})
+
     def pooled_grid(self) -> int:
         """ceil(p / 2): the side of the pooled per-frame grid (``apply_pooling``)."""
         v = self.model.config.vision_config

@@ -253,6 +253,56 @@ class Qwen2VLAdapter(ModelAdapter):
             raise InputError("the video tokens are not contiguous: only one video per prompt is supported")
         return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
 
+    @classmethod
+    def build_inputs(cls, model_dir, config, tokenizer, video, question, system_prompt, fps):
+        """Qwen2-VL / Qwen2.5-VL / Qwen3-VL inputs, as their transformers 5.23 processors build them.
+
+        The template's ``<|video_pad|>`` becomes ``t * H * W / merge^2`` pads (Qwen2/2.5-VL), or per grid
+        ``<{time:.1f} seconds><|vision_start|>`` + ``H * W / merge^2`` pads + ``<|vision_end|>`` (Qwen3-VL,
+        inside the template's own start/end markers, as 5.23 replaces the pad token alone).
+        """
+        from transformers import BatchFeature
+
+        from adatp.inputs import QWEN_VIDEO_PAD, _render, load_chat_template
+        from adatp.video.qwen_preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
+
+        settings = load_qwen_settings(model_dir, config)
+        if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
+            raise InputError(f"fps must be a positive number, got {fps!r}")
+        rate = float(fps) if fps is not None else settings.fps
+        pad_id = tokenizer.convert_tokens_to_ids(QWEN_VIDEO_PAD)
+        if pad_id != config.video_token_id:
+            raise ConfigError(
+                f"the tokenizer maps {QWEN_VIDEO_PAD!r} to {pad_id}, but config.video_token_id is {config.video_token_id}: "
+                "tokenizer and model do not belong together"
+            )
+        pixels, grid = qwen_video_pixels(video, settings)
+        t, h, w = grid[0].tolist()
+        per_grid = h * w // settings.merge_size**2
+        times = grid_timestamps(video.shape[0], rate, settings.temporal_patch_size)
+        expanded = cls._expand_video(QWEN_VIDEO_PAD, t, per_grid, times)
+        prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
+        text = prompt.replace(QWEN_VIDEO_PAD, expanded, 1)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].long()
+        found = int((ids == pad_id).sum())
+        if found != t * per_grid:
+            raise ConfigError(f"tokenised prompt holds {found} video tokens, expected {t * per_grid}")
+        data = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values_videos": pixels,
+            "video_grid_thw": grid,
+            "mm_token_type_ids": (ids == pad_id).long() * 2,
+        }
+        if config.model_type == "qwen2_5_vl":
+            data["second_per_grid_ts"] = torch.tensor([settings.temporal_patch_size / rate])
+        return BatchFeature(data)
+
+    @staticmethod
+    def _expand_video(pad: str, grids: int, per_grid: int, times: list[float]) -> str:
+        """What the template's one ``<|video_pad|>`` becomes: Qwen2/2.5-VL, every grid's pads in a row."""
+        return pad * (grids * per_grid)
+
     # --- positions -------------------------------------------------------------------------
     def prefill_positions(self, position_ids: torch.Tensor | None, seq_len: int, device) -> torch.Tensor:
         if position_ids is None or position_ids.ndim != 3 or position_ids.shape[0] not in (3, 4):

@@ -68,6 +68,11 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
         parts.append(torch.tensor([end]))
         return torch.cat(parts)
 
+    @staticmethod
+    def _expand_video(pad: str, grids: int, per_grid: int, times: list[float]) -> str:
+        """Qwen3VLProcessor (5.23): per grid ``<{t:.1f} seconds><|vision_start|>`` pads ``<|vision_end|>``."""
+        return "".join(f"<{s:.1f} seconds><|vision_start|>" + pad * per_grid + "<|vision_end|>" for s in times)
+
     def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):
         return qwen_query_key_states(layer, hidden, position_embeddings, query_rows, apply_rope, qk_norm=True)
 
