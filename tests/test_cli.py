@@ -118,3 +118,14 @@ def test_methods_lists_the_registered_methods():
     assert {"adatp", "fastv", "none", "random", "uniform-frames", "visionzip", "dycoke", "prunevid", "framefusion",
             "fastvid", "vidcom2"} <= words
     assert "k=2" in words  # FastV's own option and its official default
+
+
+def test_generate_on_a_qwen_vl_model_directory(tmp_path, clip):
+    """`adatp generate` on a Qwen2.5-VL directory: load, prepare inputs, prune, report (8 frames = 4 grids)."""
+    from adatp.models.tiny import build_tiny
+
+    model = build_tiny("qwen2.5-vl-7b-instruct", tmp_path / "qwen")
+    res = run_cli(*_generate_args(model, clip, "--retention", "0.25", "--json"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)["pruned"]["report"]
+    assert report["num_frames"] == 4 and report["stages"][-1]["kept"] == round(0.25 * report["num_visual"])
