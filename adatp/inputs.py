@@ -1,4 +1,9 @@
-"""Model inputs for one video and one question, exactly as LLaVA-OneVision's processor builds them.
+"""Model inputs for one video and one question, as the checkpoint's own processor builds them.
+
+The shared steps live here (model directory, tokenizer, chat template, text checks, frame checks);
+each family's adapter builds its inputs (``ModelAdapter.build_inputs``): LLaVA-OneVision below in
+words, Qwen2-VL / Qwen2.5-VL / Qwen3-VL in ``adatp/adapters/qwen2_vl.py`` (pixels in
+:mod:`adatp.video.qwen_preprocess`).
 
 ``transformers``' video processors need torchvision, which adatp does not depend on, so this
 module rebuilds what ``LlavaOnevisionProcessor`` does for a single video: render the checkpoint's
@@ -11,7 +16,6 @@ checkpoint's own settings (:mod:`adatp.video.preprocess`).
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,9 @@ from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
 VIDEO_TOKEN = "<video>"
 IMAGE_TOKEN = "<image>"
+QWEN_VIDEO_PAD = "<|video_pad|>"
+#: text a question must not contain: every family's media placeholders
+PLACEHOLDERS = (VIDEO_TOKEN, IMAGE_TOKEN, QWEN_VIDEO_PAD, "<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
 NO_VIDEO = "a prompt without a video is not supported by adatp (it prunes video tokens): pass the video's frames"
 
 ModelRef = str | os.PathLike[str] | Any  # a model directory, or a tokenizer loaded from one
@@ -77,23 +84,30 @@ def load_model_config(model_dir: str | os.PathLike[str]) -> PretrainedConfig:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"could not read {str(model_dir / 'config.json')!r}: {exc}") from None
+    from adatp.video.qwen_preprocess import QWEN_FAMILIES
+
+    if config.model_type in QWEN_FAMILIES:
+        return config
     if getattr(config, "vision_config", None) is None or getattr(config, "video_token_index", None) is None:
         raise UnsupportedModelError(
             f"{str(model_dir)!r} holds a {config.model_type!r} model: adatp.prepare_inputs builds inputs for "
-            "LLaVA-OneVision / LLaVA-Video checkpoints (model_type 'llava_onevision')"
+            f"LLaVA-OneVision / LLaVA-Video checkpoints (model_type 'llava_onevision') and {', '.join(QWEN_FAMILIES)}"
         )
     return config
 
 
 def tokens_per_frame(config: PretrainedConfig) -> int:
-    """Video tokens of one frame: the ``p x p`` patch grid bilinearly pooled to ``ceil(p/2)`` a side."""
-    patches = config.vision_config.image_size // config.vision_config.patch_size
-    return math.ceil(patches / 2) ** 2
+    """LLaVA-OneVision: video tokens of one frame (the adapter's rule)."""
+    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
+
+    return LlavaOnevisionAdapter.tokens_per_frame(config)
 
 
 def num_video_tokens(config: PretrainedConfig, num_frames: int) -> int:
-    """``num_frames * tokens_per_frame + 1``: one newline token closes the whole video."""
-    return num_frames * tokens_per_frame(config) + 1
+    """LLaVA-OneVision: ``num_frames * tokens_per_frame + 1`` (the adapter's rule)."""
+    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
+
+    return LlavaOnevisionAdapter.video_token_count(config, num_frames)
 
 
 def context_length(config: PretrainedConfig) -> int | None:
@@ -103,39 +117,63 @@ def context_length(config: PretrainedConfig) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def check_context(config: PretrainedConfig, num_frames: int, text_tokens: int, new_tokens: int = 0) -> int:
-    """The prompt length ``text + frames x tokens per frame + 1``; raises if it (plus the tokens to
-    generate) does not fit in the model's context. Cheap: call it before decoding any video.
+def _video_token_index(config: PretrainedConfig) -> int:
+    """The id of the video placeholder token (LLaVA: ``video_token_index``, Qwen-VL: ``video_token_id``)."""
+    value = getattr(config, "video_token_index", None)
+    return int(value if value is not None else config.video_token_id)
+
+
+def check_context(config: PretrainedConfig, num_frames: int, text_tokens: int, video_tokens: int,
+                  new_tokens: int = 0, *, per_frame: int | None = None) -> int:
+    """The prompt length ``text_tokens + video_tokens``; raises if it (plus the tokens to generate)
+    does not fit in the model's context.
+
+    ``per_frame`` (LLaVA: tokens of one frame, the rest of ``video_tokens`` being the newline) makes
+    the "frames that fit" exact; without it the average over ``num_frames`` is used.
 
     Raises:
         InputError: the prompt does not fit, naming the numbers and how many frames would fit.
     """
-    per_frame = tokens_per_frame(config)
-    total = text_tokens + num_video_tokens(config, num_frames)
+    total = text_tokens + video_tokens
     limit = context_length(config)
     if limit is None or total + new_tokens <= limit:
         return total
-    room = limit - new_tokens - text_tokens - 1
-    fit = max(room // per_frame, 0)
+    if per_frame is not None:
+        fixed = video_tokens - num_frames * per_frame
+        detail = f"{num_frames} frames x {per_frame} tokens + {fixed} newline + {text_tokens} text tokens"
+        fit = max((limit - new_tokens - text_tokens - fixed) // per_frame, 0)
+    else:
+        detail = f"{num_frames} frames = {video_tokens} video tokens + {text_tokens} text tokens"
+        fit = max(int((limit - new_tokens - text_tokens) * num_frames / max(video_tokens, 1)), 0)
     extra = f" + {new_tokens} new tokens" if new_tokens else ""
     advice = f"use {fit} frames or fewer" if fit else "shorten the question or generate fewer tokens"
     raise InputError(
-        f"the prompt needs {total:,} positions ({num_frames} frames x {per_frame} tokens + 1 newline + "
-        f"{text_tokens} text tokens){extra}, over the model's context of {limit:,} (max_position_embeddings): {advice}"
+        f"the prompt needs {total:,} positions ({detail}){extra}, over the model's context of {limit:,} "
+        f"(max_position_embeddings): {advice}"
     )
 
 
 def prompt_length(model_dir_or_tokenizer: ModelRef, question: str, num_frames: int, *, new_tokens: int = 0,
-                  system_prompt: str | None = None) -> int:
+                  system_prompt: str | None = None) -> int | None:
     """The token count of the prompt ``prepare_inputs`` would build for ``num_frames`` frames, checked
-    against the context length (see :func:`check_context`) without touching any frame."""
+    against the context length (see :func:`check_context`) without touching any frame.
+
+    None for families whose token count depends on the frames' size (Qwen-VL): :func:`prepare_inputs`
+    checks those once the frames are resized, before the model runs.
+    """
     question = _check_text("question", question)
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
     config = load_model_config(model_dir)
     _check_special_tokens("question", question, tokenizer)
+    from adatp.adapters.base import adapter_class_for
+
+    count = getattr(adapter_class_for(config.model_type), "video_token_count", None)
+    if count is None:
+        return None
     prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
     text_tokens = len(tokenizer(prompt.replace(VIDEO_TOKEN, ""), add_special_tokens=False)["input_ids"])
-    return check_context(config, num_frames, text_tokens, new_tokens)
+    return check_context(config, num_frames, text_tokens, count(config, num_frames), new_tokens,
+                         per_frame=tokens_per_frame(config))
 
 
 def load_chat_template(model_dir: str | os.PathLike[str], tokenizer: Any = None) -> str:
@@ -172,7 +210,7 @@ def _check_text(name: str, text: Any, *, allow_empty: bool = False) -> str:
         raise InputError(f"{name} must be a string, got {type(text).__name__}")
     if not allow_empty and not text.strip():
         raise InputError(f"{name} is empty: ask a question about the video")
-    for token in (VIDEO_TOKEN, IMAGE_TOKEN):
+    for token in PLACEHOLDERS:
         if token in text:
             raise InputError(
                 f"{name} contains {token!r}: the video placeholder is added by adatp, remove it from the text"
@@ -201,14 +239,14 @@ def _conversation(question: str, system_prompt: str | None) -> list[dict[str, An
     return messages
 
 
-def _render(tokenizer: Any, template: str, question: str, system_prompt: str | None) -> str:
+def _render(tokenizer: Any, template: str, question: str, system_prompt: str | None, placeholder: str = VIDEO_TOKEN) -> str:
     prompt = tokenizer.apply_chat_template(
         _conversation(question, system_prompt), chat_template=template, tokenize=False, add_generation_prompt=True
     )
-    if prompt.count(VIDEO_TOKEN) != 1:
+    if prompt.count(placeholder) != 1:
         raise ConfigError(
-            f"the chat template rendered {prompt.count(VIDEO_TOKEN)} {VIDEO_TOKEN!r} placeholders for one video, "
-            "expected exactly 1: is it a LLaVA-OneVision template?"
+            f"the chat template rendered {prompt.count(placeholder)} {placeholder!r} placeholders for one video, "
+            "expected exactly 1: is it this checkpoint's template?"
         )
     return prompt
 
@@ -288,7 +326,12 @@ def _pixels(model_dir: Path, video: np.ndarray, config: PretrainedConfig) -> tor
 
 
 def prepare_inputs(
-    model_dir_or_tokenizer: ModelRef, frames: Any, question: str, *, system_prompt: str | None = None
+    model_dir_or_tokenizer: ModelRef,
+    frames: Any,
+    question: str,
+    *,
+    system_prompt: str | None = None,
+    fps: float | None = None,
 ) -> BatchFeature:
     """Inputs for ``model(**inputs)`` / ``model.generate(**inputs)`` from frames and a question.
 
@@ -297,11 +340,16 @@ def prepare_inputs(
         frames: uint8 RGB frames (T, H, W, 3), numpy or torch, T >= 1.
         question: the user's text; the video goes before it, as the chat template places media first.
         system_prompt: optional system turn (the llava-hf template has no default one).
+        fps: Qwen-VL only: the rate the frames were sampled at (default: the checkpoint's sampling
+            fps, 2). It sets Qwen2.5-VL's ``second_per_grid_ts`` and Qwen3-VL's timestamps.
 
     Returns:
         ``input_ids`` (1, L) long, ``attention_mask`` (1, L) ones, ``pixel_values_videos``
         (1, T, 3, S, S) float32, where L includes ``T * ceil(p/2)**2 + 1`` video tokens. Nothing else:
         ``generate()`` rejects unknown keys. The question stays readable from ``input_ids`` after the video.
+        Qwen-VL: ``input_ids``, ``attention_mask``, ``pixel_values_videos`` (t*H*W, 3*2*p*p),
+        ``video_grid_thw`` (1, 3), ``mm_token_type_ids`` (1, L) (2 at video tokens) and, for
+        Qwen2.5-VL, ``second_per_grid_ts`` (1,) = temporal_patch_size / fps.
 
     Raises:
         InputError: no video (``frames`` is None), empty question, placeholder or chat-template special
@@ -316,15 +364,16 @@ def prepare_inputs(
     video = check_frames(frames)
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
     config = load_model_config(model_dir)
-    video_id = _video_token_id(tokenizer, config)
     _check_special_tokens("question", question, tokenizer)
     if system_prompt is not None:
         _check_special_tokens("system_prompt", system_prompt, tokenizer)
-    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
-    expected = num_video_tokens(config, video.shape[0])
-    input_ids = _tokenize(tokenizer, prompt, video_id, expected)
-    check_context(config, video.shape[0], input_ids.shape[1] - expected)
-    pixels = _pixels(model_dir, video, config)
-    return BatchFeature(
-        {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels}
-    )
+    from adatp.adapters.base import adapter_class_for
+
+    # The family's adapter knows its processor: template, placeholder expansion, frame preprocessing.
+    adapter = adapter_class_for(config.model_type)
+    inputs = adapter.build_inputs(model_dir, config, tokenizer, video, question, system_prompt, fps)
+    ids = inputs["input_ids"]
+    video_tokens = int((ids == _video_token_index(config)).sum())
+    exact = tokens_per_frame(config) if hasattr(adapter, "video_token_count") else None
+    check_context(config, video.shape[0], ids.shape[1] - video_tokens, video_tokens, per_frame=exact)
+    return inputs

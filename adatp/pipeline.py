@@ -19,7 +19,6 @@ from adatp.api import prune
 from adatp.errors import ConfigError, UnsupportedModelError
 from adatp.runtime.report import PruneReport
 
-SUPPORTED_MODEL_TYPES = {"llava_onevision": "LlavaOnevisionForConditionalGeneration"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -68,19 +67,20 @@ def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu
     """
     import transformers
 
+    from adatp.adapters.base import supported_model_types
+
+    supported = supported_model_types()  # model_type -> class name, from the adapters
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ConfigError(f"no model found at {path}: expected a directory with config.json")
     check_dtype(dtype)
     check_device(device)
     model_type = read_model_type(path)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedModelError(
-            f"model type {model_type!r} in {path} is not supported; supported: {sorted(SUPPORTED_MODEL_TYPES)}"
-        )
+    if model_type not in supported:
+        raise UnsupportedModelError(f"model type {model_type!r} in {path} is not supported; supported: {sorted(supported)}")
     from safetensors import SafetensorError
 
-    cls = getattr(transformers, SUPPORTED_MODEL_TYPES[model_type])
+    cls = getattr(transformers, supported[model_type])
     try:
         model = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation="sdpa")
     except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing or damaged weights, a config transformers refuses

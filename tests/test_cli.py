@@ -107,7 +107,7 @@ CASES = {
                               "unknown option 'alhpa' in method spec 'adatp:alhpa=0'"),
     "bad method option value": (lambda m, c, t: _generate_args(m, c, "--method", "adatp:segmentation=maybe"),
                                 "not a valid bool (use true or false)"),
-    "unsupported model": (lambda m, c, t: _generate_args(_unsupported_model(m, t), c), "not supported"),
+    "unsupported model": (lambda m, c, t: _generate_args(_unsupported_model(m, t), c), "no adapter for model type"),
     "frames zero": (lambda m, c, t: _generate_args(m, c, "--frames", "0"), "frames"),
     "paired method not run": (lambda m, c, t: ["eval", "needle", "--model", str(m), "--method", "none", "--paired",
                                                "adatp", "--count", "1", "--out", str(t)], "--paired adatp"),
@@ -144,3 +144,15 @@ def test_methods_lists_the_registered_methods():
     assert {"adatp", "fastv", "none", "random", "uniform-frames", "visionzip", "dycoke", "prunevid", "framefusion",
             "fastvid", "vidcom2", "flashvid", "holitom"} <= words
     assert "k=2" in words and "score_layer='previous'" in words  # FastV's own options, official defaults
+
+
+
+def test_generate_on_a_qwen_vl_model_directory(tmp_path, clip):
+    """`adatp generate` on a Qwen2.5-VL directory: load, prepare inputs, prune, report (8 frames = 4 grids)."""
+    from adatp.models.tiny import build_tiny
+
+    model = build_tiny("qwen2.5-vl-7b-instruct", tmp_path / "qwen")
+    res = run_cli(*_generate_args(model, clip, "--retention", "0.25", "--json"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)["pruned"]["report"]
+    assert report["num_frames"] == 4 and report["stages"][-1]["kept"] == round(0.25 * report["num_visual"])

@@ -1,9 +1,12 @@
 """What the runtime needs to know about a model family, stated as data and small methods.
 
-An adapter answers: where are the video tokens and what is their frame/grid layout, where is
-the decoder stack, how does a decoder layer build its queries and keys (for importance), which
-module's input is the per-frame patch feature, and what are the sizes for FLOPs.
-Families register themselves with :func:`register_adapter`; :func:`get_adapter` does one lookup.
+The adapter is the one home of model-family knowledge. It answers: where are the video tokens and
+what is their (T, h, w) layout, where is the decoder stack, how does a decoder layer build its
+queries and keys (that family's RoPE and norms, for importance), what is each frame's global
+feature, and what are the sizes for FLOPs. It owns the positions: the ones the language model gets
+for the full prompt, the ones gathered for kept tokens (every row of M-RoPE ids), and the one a
+decode step gets when the caller passes none (whatever the unpruned model would use). Families
+register themselves with :func:`register_adapter`; :func:`get_adapter` does one lookup.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adatp.errors import UnsupportedModelError
+from adatp.errors import InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
-NEWLINE_MODES = ("video_end", "row", "frame", "none")
+NEWLINE_MODES = ("video_end", "row", "frame", "none", "interleaved")
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,26 @@ class VideoLayout:
     Grid tokens come frame by frame, row by row (t, y, x). ``newline`` says where the model puts
     its learned newline embeddings: ``video_end`` (HF LLaVA-OneVision / LLaVA-Video: one after the
     whole video), ``row`` (LLaVA-NeXT's own layout: one after every grid row), ``frame`` (one after
-    every frame) or ``none``. Newline tokens are never pruned and belong to no segment (D2).
+    every frame), ``none`` (Qwen2-VL / Qwen2.5-VL: the grids back to back) or ``interleaved``
+    (Qwen3-VL: text between the frames' grids; ``frame_starts`` gives each grid's first offset in the
+    block and ``length`` the block's length). Non-grid tokens inside the block (newlines, timestamps,
+    vision start/end markers) are never pruned and belong to no segment (D2, D15).
     """
 
     num_frames: int
     grid_h: int
     grid_w: int
     newline: str = "video_end"
+    frame_starts: tuple[int, ...] | None = None
+    length: int | None = None
 
     def __post_init__(self) -> None:
         if self.newline not in NEWLINE_MODES:
             raise ValueError(f"newline must be one of {NEWLINE_MODES}, got {self.newline!r}")
+        if (self.newline == "interleaved") != (self.frame_starts is not None and self.length is not None):
+            raise ValueError("frame_starts and length are given exactly when newline is 'interleaved'")
+        if self.frame_starts is not None and len(self.frame_starts) != self.num_frames:
+            raise ValueError(f"{len(self.frame_starts)} frame_starts for {self.num_frames} frames")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -53,6 +65,8 @@ class VideoLayout:
     @property
     def block_length(self) -> int:
         """Tokens of the whole video block, newlines included."""
+        if self.length is not None:
+            return self.length
         extra = {"video_end": 1, "row": self.num_frames * self.grid_h, "frame": self.num_frames, "none": 0}
         return self.num_visual + extra[self.newline]
 
@@ -61,7 +75,10 @@ class VideoLayout:
         t = torch.arange(self.num_frames, device=device)[:, None, None]
         y = torch.arange(self.grid_h, device=device)[None, :, None]
         x = torch.arange(self.grid_w, device=device)[None, None, :]
-        if self.newline == "row":
+        if self.frame_starts is not None:
+            starts = torch.tensor(self.frame_starts, device=device)[:, None, None]
+            off = starts + y * self.grid_w + x
+        elif self.newline == "row":
             off = t * self.grid_h * (self.grid_w + 1) + y * (self.grid_w + 1) + x
         elif self.newline == "frame":
             off = t * (self.tokens_per_frame + 1) + y * self.grid_w + x
@@ -91,14 +108,23 @@ class VideoSpan:
 
 
 class ModelAdapter(ABC):
-    """Base class of one model family. Override what differs; see llava_onevision.py."""
+    """Base class of one model family. Override what differs; see llava_onevision.py and qwen2_vl.py.
+
+    The defaults describe a decoder with 1-D RoPE whose position ids are ``(1, S)``: the runtime
+    gathers ``position_ids[..., keep]`` and ``cos[:, keep]`` through :meth:`gather_positions` and
+    :meth:`gather_position_embeddings`, and decode steps continue at the original length.
+    """
 
     #: transformers class names this adapter handles.
     model_classes: ClassVar[tuple[str, ...]] = ()
+    #: the config ``model_type`` of each of ``model_classes`` (same order), for loading a directory.
+    model_types: ClassVar[tuple[str, ...]] = ()
     #: transformers versions the adapter was tested with.
     tested_transformers: ClassVar[str] = ""
     #: default segmentation threshold tau_s for this family's tower (D6).
     default_segment_threshold: ClassVar[float] = 0.90
+    #: whether methods with ``positions = "compact"`` (renumbered positions) can run on this family.
+    supports_compact_positions: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -122,12 +148,14 @@ class ModelAdapter(ABC):
     def decoder_layers(self) -> list[nn.Module]:
         """The decoder layers, in order."""
 
-    @abstractmethod
-    def frame_feature_module(self) -> nn.Module:
-        """A module whose first positional input is the video's patch features (T, P, d_v)."""
+    def frame_feature_module(self) -> nn.Module | None:
+        """A module whose first positional input is the video's patch features (T, P, d_v), or
+        None when the global feature is read from the projected tokens (``token_mean``)."""
+        return None
 
-    #: the per-frame global feature g_t (D6): "patch_mean" (mean of the patch features) or "cls"
-    #: (the tower's class token at the VLM's feature layer, see :meth:`cls_features`).
+    #: the per-frame global feature g_t (D6, D15): "patch_mean" (mean of the patch features),
+    #: "cls" (the tower's class token at the VLM's feature layer, see :meth:`cls_features`) or
+    #: "token_mean" (mean of the frame's projected tokens: Qwen-VL's merged tokens of one grid).
     global_feature: ClassVar[str] = "patch_mean"
 
     def vision_tower(self) -> nn.Module | None:
@@ -137,6 +165,28 @@ class ModelAdapter(ABC):
     def cls_features(self, tower_output: Any) -> torch.Tensor | None:
         """(T, d_v) class-token features from one tower call's output, or None."""
         return None
+
+    def vision_modules(self) -> tuple[nn.Module, nn.Module]:
+        """(the vision tower, the module whose output is the projected video tokens): where a
+        benchmark's timing marks for the vision stage go."""
+        raise UnsupportedModelError(f"{type(self).__name__} does not name its vision modules")
+
+    def synthetic_inputs(
+        self, frames: int, text_tokens: int, tokens_per_frame: int | None = None, seed: int = 0, text_before: int = 4
+    ) -> dict[str, torch.Tensor]:
+        """Forward kwargs of a prompt with ``frames`` random frames in this family's layout and
+        ``text_tokens`` random text ids (``text_before`` of them before the video): benchmarks only."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot build synthetic inputs")
+
+    def encode_video_tower(self, inputs: dict) -> Any:
+        """Run the vision tower alone on the call's video (benchmarks' ``--encode-once``): the part of
+        the video encoding that does not depend on anything the pruning changes."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot encode the video tower alone")
+
+    def encode_video_tail(self, tower_output: Any, inputs: dict) -> dict:
+        """The rest of the video encoding on :meth:`encode_video_tower`'s output: the
+        ``mm_encoder_outputs`` a forward call takes instead of the pixels."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot encode the video tower alone")
 
     @abstractmethod
     def decoder_dims(self) -> DecoderDims: ...
@@ -155,6 +205,60 @@ class ModelAdapter(ABC):
     @abstractmethod
     def find_video(self, input_ids: torch.Tensor, num_frames: int) -> VideoSpan:
         """Locate the video block in (1, L) input_ids and check its size against the frames."""
+
+    def locate_video(self, input_ids: torch.Tensor | None, kwargs: dict) -> VideoSpan | None:
+        """The video block of one forward call (top-level kwargs), or None when it has no video."""
+        frames = self.video_frames(kwargs)
+        return None if frames is None else self.find_video(input_ids, frames)
+
+    @classmethod
+    def build_inputs(cls, model_dir, config, tokenizer, video, question: str, system_prompt: str | None, fps: float | None):
+        """``adatp.prepare_inputs`` for this family: chat template, placeholder expansion and frame
+        preprocessing as the family's processor does them, from the model directory alone."""
+        raise UnsupportedModelError(f"{cls.__name__} cannot build inputs from a model directory")
+
+    # --- positions -------------------------------------------------------------------------
+    def prefill_positions(self, position_ids: torch.Tensor | None, seq_len: int, device) -> torch.Tensor:
+        """The position ids the language model uses for the full prompt: the given ones, else
+        ``arange`` (what the decoder would build itself). (1, S) here; (R, 1, S) for M-RoPE."""
+        if position_ids is None:
+            return torch.arange(seq_len, device=device)[None]
+        if position_ids.ndim != 2:
+            raise InputError(f"position_ids of shape {tuple(position_ids.shape)} are not supported by this adapter")
+        return position_ids
+
+    def gather_positions(self, position_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Position ids of the kept rows: every row of the ids keeps its original values."""
+        return position_ids[..., keep]
+
+    def compact_positions(self, num_kept: int, device) -> torch.Tensor:
+        """Renumbered positions 0..n-1 for methods with ``positions = "compact"``."""
+        return torch.arange(num_kept, device=device)[None]
+
+    def gather_position_embeddings(
+        self, position_embeddings: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (cos, sin) a layer gets, each (1, n, d_h), restricted to the kept rows."""
+        cos, sin = position_embeddings
+        return cos[:, keep], sin[:, keep]
+
+    def decode_positions(self, span: VideoSpan, step: int, device) -> torch.Tensor:
+        """Position ids of decode step ``step`` (0 = the first token after the prompt) for a caller
+        that passes none: what the unpruned model would use. Here the original length + step."""
+        return torch.full((1, 1), span.seq_len + step, dtype=torch.long, device=device)
+
+    # --- per-layer additions (Qwen3-VL deepstack) --------------------------------------------
+    def take_layer_extras(self, lm_kwargs: dict, span: VideoSpan) -> Any:
+        """Remove from the language model's kwargs what the runtime must apply itself to the alive
+        tokens only (Qwen3-VL's deepstack embeddings), and return it; None when there is nothing."""
+        return None
+
+    def after_layer(
+        self, index: int, hidden: torch.Tensor, extras: Any, visual_rows: torch.Tensor, visual_alive: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Apply ``extras`` to decoder layer ``index``'s output (1, m, D); ``visual_rows`` are the
+        rows of the alive visual tokens ``visual_alive``. Returns the new output, or None."""
+        return None
 
     # --- attention importance ---------------------------------------------------------------
     def position_embeddings(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,6 +289,40 @@ class ModelAdapter(ABC):
         """
 
 
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on (1, H, n, d_h) with cos/sin (1, n, d_h), as transformers' ``apply_rotary_pos_emb``.
+
+    Qwen2/Llama apply 1-D RoPE this way; Qwen2-VL / Qwen2.5-VL / Qwen3-VL too, because their rotary
+    modules already fold the M-RoPE sections (t, h, w) into one (1, n, d_h) cos/sin.
+    """
+    return x * cos.unsqueeze(1) + _rotate_half(x) * sin.unsqueeze(1)
+
+
+def qwen_query_key_states(layer, hidden, position_embeddings, query_rows, apply_rope: bool = True, qk_norm: bool = False):
+    """``input_layernorm -> q_proj/k_proj [-> q_norm/k_norm] -> RoPE`` of one decoder layer.
+
+    Returns (H, q, d_h) queries of ``query_rows``, (H_kv, n, d_h) keys of every row and the scaling.
+    """
+    attn = layer.self_attn
+    normed = layer.input_layernorm(hidden)  # (1, n, D)
+    head_dim = attn.head_dim
+    q = attn.q_proj(normed[:, query_rows]).view(1, query_rows.shape[0], -1, head_dim)  # (1, q, H, d_h)
+    k = attn.k_proj(normed).view(1, normed.shape[1], -1, head_dim)  # (1, n, H_kv, d_h)
+    if qk_norm:  # Qwen3: RMSNorm over the head dim, before RoPE
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
+    if apply_rope:
+        cos, sin = position_embeddings
+        q = rope_rotate(q, cos[:, query_rows], sin[:, query_rows])
+        k = rope_rotate(k, cos, sin)
+    return q[0], k[0], float(attn.scaling)
+
+
 _ADAPTERS: dict[str, type[ModelAdapter]] = {}
 
 
@@ -195,6 +333,25 @@ def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
             raise ValueError(f"{name} already has adapter {_ADAPTERS[name].__name__}")
         _ADAPTERS[name] = cls
     return cls
+
+
+def supported_model_types() -> dict[str, str]:
+    """``model_type`` -> transformers class name, for every registered adapter."""
+    import adatp.adapters  # noqa: F401  (registers the built-in adapters)
+
+    return {t: c for cls in set(_ADAPTERS.values()) for t, c in zip(cls.model_types, cls.model_classes)}
+
+
+def adapter_class_for(model_type: str) -> type[ModelAdapter]:
+    """The adapter class of a config ``model_type``, or UnsupportedModelError listing the supported ones."""
+    import adatp.adapters  # noqa: F401  (registers the built-in adapters)
+
+    for cls in set(_ADAPTERS.values()):
+        if model_type in cls.model_types:
+            return cls
+    raise UnsupportedModelError(
+        f"adatp has no adapter for model type {model_type!r}; supported: {', '.join(sorted(supported_model_types()))}"
+    )
 
 
 def get_adapter(model: nn.Module) -> ModelAdapter:

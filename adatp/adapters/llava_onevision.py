@@ -15,8 +15,8 @@ import math
 import torch
 from torch import nn
 
-from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, register_adapter
-from adatp.errors import InputError, UnsupportedModelError
+from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, register_adapter, rope_rotate  # noqa: F401
+from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
 #: attention implementations whose decode step works with per-layer cache lengths (DECISIONS B).
@@ -24,19 +24,10 @@ from adatp.ops.flops import DecoderDims, VisionDims
 SUPPORTED_ATTENTION = ("sdpa",)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Qwen2/Llama RoPE on (1, H, n, d_h) with cos/sin (1, n, d_h) (same as transformers')."""
-    return x * cos.unsqueeze(1) + _rotate_half(x) * sin.unsqueeze(1)
-
-
 @register_adapter
 class LlavaOnevisionAdapter(ModelAdapter):
     model_classes = ("LlavaOnevisionForConditionalGeneration",)
+    model_types = ("llava_onevision",)
     tested_transformers = "5.23.0"
     default_segment_threshold = 0.90  # SigLIP tower, as FastVID uses (D6)
 
@@ -92,6 +83,47 @@ class LlavaOnevisionAdapter(ModelAdapter):
     def vision_tower(self) -> nn.Module:
         return self.model.model.vision_tower
 
+    def vision_modules(self) -> tuple[nn.Module, nn.Module]:
+        return self.model.model.vision_tower, self.model.model.multi_modal_projector
+
+    def encode_video_tower(self, inputs: dict) -> torch.Tensor:
+        """(T, P, d_v) tower features at the VLM's feature layer (the projector's input)."""
+        pixels = inputs["pixel_values_videos"]
+        b, t, c, h, w = pixels.shape
+        cfg = self.model.config
+        out = self.model.model.vision_tower(pixels.view(b * t, c, h, w), output_hidden_states=True, return_dict=True)
+        feats = out.hidden_states[cfg.vision_feature_layer]
+        if cfg.vision_feature_select_strategy == "default":
+            feats = feats[:, 1:]
+        return feats.contiguous()
+
+    def encode_video_tail(self, tower_output: torch.Tensor, inputs: dict) -> dict:
+        """Projector + 2x2 pooling + the newline (``get_video_features``' tail) on cached tower features."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        inner = self.model.model
+        feats = inner.apply_pooling(inner.multi_modal_projector(tower_output))  # (T, c, D)
+        feats = feats.reshape(1, feats.shape[0] * feats.shape[1], -1)
+        newline = inner.image_newline[None, None, :].to(feats.device, feats.dtype)
+        return {"video": BaseModelOutputWithPooling(pooler_output=torch.cat((feats, newline), dim=1))}
+
+    def synthetic_inputs(self, frames, text_tokens, tokens_per_frame=None, seed=0, text_before=4):
+        """``input_ids`` with the video block (T * g^2 + 1 video tokens) after ``text_before`` random text
+        ids, random pixels (1, T, 3, S, S); the grid is the config's (``tokens_per_frame`` must match it)."""
+        cfg = self.model.config
+        v = cfg.vision_config
+        side = self.pooled_grid()
+        if tokens_per_frame is not None and tokens_per_frame != side * side:
+            raise ConfigError(f"this model takes {side * side} tokens a frame (fixed by its tower), not {tokens_per_frame}")
+        gen = torch.Generator().manual_seed(seed)
+        special = torch.tensor(sorted({cfg.video_token_index, cfg.image_token_index}))
+        text = torch.randint(1000, min(cfg.text_config.vocab_size, 150000), (text_tokens,), generator=gen)
+        text = torch.where(torch.isin(text, special), text + 1, text)
+        before = min(text_before, max(0, text_tokens - 1))
+        ids = torch.cat([text[:before], torch.full((frames * side * side + 1,), cfg.video_token_index), text[before:]])[None]
+        pixels = torch.rand(1, frames, 3, v.image_size, v.image_size, generator=gen) * 2 - 1
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values_videos": pixels}
+
     def cls_features(self, tower_output) -> torch.Tensor | None:
         hidden = getattr(tower_output, "hidden_states", None)
         layer = self.model.config.vision_feature_layer
@@ -109,6 +141,33 @@ class LlavaOnevisionAdapter(ModelAdapter):
         p = v.image_size // v.patch_size
         intermediate = getattr(v, "intermediate_size", None) or int(v.hidden_size * v.mlp_ratio)  # DINOv2: mlp_ratio
         return VisionDims(v.hidden_size, intermediate, v.num_hidden_layers, p * p)
+
+    @staticmethod
+    def tokens_per_frame(config) -> int:
+        """Video tokens of one frame: the ``p x p`` patch grid bilinearly pooled to ``ceil(p/2)`` a side."""
+        patches = config.vision_config.image_size // config.vision_config.patch_size
+        return math.ceil(patches / 2) ** 2
+
+    @classmethod
+    def video_token_count(cls, config, num_frames: int) -> int:
+        """``num_frames * tokens_per_frame + 1``: one newline token closes the whole video."""
+        return num_frames * cls.tokens_per_frame(config) + 1
+
+    @classmethod
+    def build_inputs(cls, model_dir, config, tokenizer, video, question, system_prompt, fps):
+        """``LlavaOnevisionProcessor`` for one video: the template's ``<video>`` expanded to
+        ``T * ceil(p/2)^2 + 1`` tokens, frames resized to the tower's square (``adatp.video.preprocess``)."""
+        from transformers import BatchFeature
+
+        from adatp import inputs as common
+
+        if fps is not None:
+            raise InputError("fps is read by Qwen-VL checkpoints only; LLaVA-OneVision prompts carry no time")
+        video_id = common._video_token_id(tokenizer, config)
+        prompt = common._render(tokenizer, common.load_chat_template(model_dir, tokenizer), question, system_prompt)
+        input_ids = common._tokenize(tokenizer, prompt, video_id, cls.video_token_count(config, video.shape[0]))
+        pixels = common._pixels(model_dir, video, config)
+        return BatchFeature({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels})
 
     def pooled_grid(self) -> int:
         """ceil(p / 2): the side of the pooled per-frame grid (``apply_pooling``)."""
@@ -158,13 +217,4 @@ class LlavaOnevisionAdapter(ModelAdapter):
 
     # --- attention importance ---------------------------------------------------------------
     def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):
-        attn = layer.self_attn
-        normed = layer.input_layernorm(hidden)  # (1, n, D)
-        head_dim = attn.head_dim
-        q = attn.q_proj(normed[:, query_rows]).view(1, query_rows.shape[0], -1, head_dim).transpose(1, 2)
-        k = attn.k_proj(normed).view(1, normed.shape[1], -1, head_dim).transpose(1, 2)
-        if apply_rope:
-            cos, sin = position_embeddings
-            q = rope_rotate(q, cos[:, query_rows], sin[:, query_rows])
-            k = rope_rotate(k, cos, sin)
-        return q[0], k[0], float(attn.scaling)
+        return qwen_query_key_states(layer, hidden, position_embeddings, query_rows, apply_rope)

@@ -106,7 +106,7 @@ def _video_span(adapter: ModelAdapter, inputs: dict[str, Any]) -> VideoSpan:
     mask = inputs.get("attention_mask")
     if mask is not None and not bool(mask.all()):  # host sync, once
         raise InputError("the attention mask has padding: attention analysis needs one unpadded prompt")
-    span = adapter.find_video(input_ids, num_frames)
+    span = adapter.locate_video(input_ids, inputs)
     if span.end >= span.seq_len:
         raise InputError("no text follows the video: the query rows (the question after the video) are empty")
     return span

@@ -205,12 +205,16 @@ def install_marks(model: nn.Module, marks: Marks) -> list[torch.utils.hooks.Remo
     The language model pre-hook is prepended, so it runs before adatp's (which prunes there): the
     LLM time includes every pruning stage on the LLM path. Nothing else is touched.
     """
-    inner = model.model
+    from adatp.adapters.base import get_adapter
+
+    adapter = get_adapter(model)
+    tower, projected = adapter.vision_modules()
+    lm = adapter.language_model()
     hooks = [
-        inner.vision_tower.register_forward_pre_hook(lambda m, a: marks.mark("vision_start"), prepend=True),
-        inner.multi_modal_projector.register_forward_hook(lambda m, a, o: marks.mark("vision_end")),
-        inner.language_model.register_forward_pre_hook(lambda m, a: marks.mark("llm_start"), prepend=True),
-        inner.language_model.register_forward_hook(lambda m, a, o: marks.mark("llm_end")),
+        tower.register_forward_pre_hook(lambda m, a: marks.mark("vision_start"), prepend=True),
+        projected.register_forward_hook(lambda m, a, o: marks.mark("vision_end")),
+        lm.register_forward_pre_hook(lambda m, a: marks.mark("llm_start"), prepend=True),
+        lm.register_forward_hook(lambda m, a, o: marks.mark("llm_end")),
     ]
     return hooks
 
@@ -342,7 +346,7 @@ def arch_config(name: str, tokens_per_frame: int | None = None):
     from adatp.models.configs import load_architecture_config
 
     config = load_architecture_config(name)
-    if tokens_per_frame is not None:
+    if tokens_per_frame is not None and config.model_type == "llava_onevision":  # Qwen-VL: the inputs set the grid
         side = math.isqrt(tokens_per_frame)
         if side * side != tokens_per_frame or side < 1:
             raise ConfigError(f"--tokens-per-frame must be a square (the pooled grid is g x g), got {tokens_per_frame}")
@@ -357,35 +361,46 @@ def arch_config(name: str, tokens_per_frame: int | None = None):
 
 
 def build_arch_model(name: str, device: torch.device, dtype: torch.dtype, tokens_per_frame: int | None = None):
-    """A real-size LLaVA-OneVision with cheap deterministic weights (parameters built on meta)."""
-    from transformers import GenerationConfig, LlavaOnevisionForConditionalGeneration
+    """A real-size model of a shipped architecture with cheap deterministic weights (parameters built on meta)."""
+    import transformers
+    from transformers import GenerationConfig
+
+    from adatp.adapters.base import supported_model_types
 
     config = arch_config(name, tokens_per_frame)
+    model_class = getattr(transformers, supported_model_types()[config.model_type])
     with _parameters_on_meta():
-        model = LlavaOnevisionForConditionalGeneration(config)
+        model = model_class(config)
     materialize(model, device, dtype)
     model.generation_config = GenerationConfig(eos_token_id=None, pad_token_id=0)
     return model.eval()
 
 
 def arch_inputs(config, frames: int, text_tokens: int, device: torch.device, dtype: torch.dtype, seed: int = 0) -> dict:
-    """input_ids with the video block in place (T * g^2 + 1 video tokens) and random pixels."""
-    v = config.vision_config
-    side = math.ceil((v.image_size // v.patch_size) / 2)
-    video_tokens = frames * side * side + 1
-    gen = torch.Generator().manual_seed(seed)
-    special = {config.video_token_index, config.image_token_index}
-    vocab = config.text_config.vocab_size
-    text = torch.randint(1000, min(vocab, 150000), (text_tokens,), generator=gen)
-    text = torch.where(torch.isin(text, torch.tensor(sorted(special))), text + 1, text)
-    before = min(ARCH_TEXT_BEFORE, max(0, text_tokens - 1))
-    ids = torch.cat([text[:before], torch.full((video_tokens,), config.video_token_index), text[before:]])[None]
-    pixels = torch.rand(1, frames, 3, v.image_size, v.image_size, generator=gen) * 2 - 1
-    return {
-        "input_ids": ids.to(device),
-        "attention_mask": torch.ones_like(ids).to(device),
-        "pixel_values_videos": pixels.to(device=device, dtype=dtype),
-    }
+    """LLaVA-OneVision inputs from a config alone (no model): the adapter's ``synthetic_inputs`` on a
+    stand-in that carries only the config. Other families: :func:`family_inputs`."""
+    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
+
+    stand_in = LlavaOnevisionAdapter.__new__(LlavaOnevisionAdapter)
+    stand_in.model = type("ConfigOnly", (), {"config": config})()
+    inputs = stand_in.synthetic_inputs(frames, text_tokens, seed=seed, text_before=ARCH_TEXT_BEFORE)
+    return _to(inputs, device, dtype)
+
+
+def family_inputs(model, frames: int, text_tokens: int, device: torch.device, dtype: torch.dtype,
+                  tokens_per_frame: int | None = None) -> dict:
+    """Synthetic inputs of ``model``'s family: :func:`arch_inputs` for LLaVA, else the adapter's."""
+    from adatp.adapters.base import get_adapter
+
+    if model.config.model_type == "llava_onevision":
+        tokens_per_frame = None  # arch_config already resized the tower to the asked grid
+    inputs = get_adapter(model).synthetic_inputs(frames, text_tokens, tokens_per_frame, text_before=ARCH_TEXT_BEFORE)
+    return _to(inputs, device, dtype)
+
+
+def _to(inputs: dict, device: torch.device, dtype: torch.dtype) -> dict:
+    """Tensors to ``device``; pixel values also to ``dtype``."""
+    return {k: v.to(device=device, dtype=dtype) if k.startswith("pixel_values") else v.to(device) for k, v in inputs.items()}
 
 
 def model_inputs(model_dir: Path, frames: int, device: torch.device, dtype: torch.dtype) -> dict:
@@ -395,11 +410,7 @@ def model_inputs(model_dir: Path, frames: int, device: torch.device, dtype: torc
 
     clip = make_synthetic_frames(num_frames=frames, size=(224, 224), seed=0, scenes=min(3, frames))
     inputs = prepare_inputs(model_dir, clip, DEFAULT_QUESTION)
-    return {
-        "input_ids": inputs["input_ids"].to(device),
-        "attention_mask": inputs["attention_mask"].to(device),
-        "pixel_values_videos": inputs["pixel_values_videos"].to(device=device, dtype=dtype),
-    }
+    return _to(dict(inputs), device, dtype)
 
 
 def default_model_dir() -> tuple[Path, str]:
@@ -502,7 +513,7 @@ class SpeedBench:
             t0 = time.perf_counter()
             self.model = build_arch_model(cfg.arch, self.device, self.dtype, cfg.tokens_per_frame)
             frames = cfg.frames or 32
-            self.inputs = arch_inputs(self.model.config, frames, cfg.text_tokens, self.device, self.dtype)
+            self.inputs = family_inputs(self.model, frames, cfg.text_tokens, self.device, self.dtype, cfg.tokens_per_frame)
             self.model_info = {
                 "source": "arch", "name": cfg.arch, "random_weights": True, "build_s": time.perf_counter() - t0,
                 "note": "real-size architecture from the shipped config with cheap deterministic weights: "
@@ -521,12 +532,17 @@ class SpeedBench:
             dtype_name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[self.dtype]
             step(f"loading {model_dir}")
             self.model = load_model(model_dir, dtype=dtype_name, device=str(self.device))
-            tpf = _tokens_per_frame(self.model.config)
-            if cfg.tokens_per_frame is not None and cfg.tokens_per_frame != tpf:
-                raise ConfigError(
-                    f"--tokens-per-frame {cfg.tokens_per_frame}: {model_dir} takes {tpf} tokens a frame "
-                    "(fixed by its vision tower); use --arch to change the grid"
-                )
+            if self.model.config.model_type == "llava_onevision":
+                from adatp.adapters.base import get_adapter
+
+                tpf = get_adapter(self.model).pooled_grid() ** 2
+                if cfg.tokens_per_frame is not None and cfg.tokens_per_frame != tpf:
+                    raise ConfigError(
+                        f"--tokens-per-frame {cfg.tokens_per_frame}: {model_dir} takes {tpf} tokens a frame "
+                        "(fixed by its vision tower); use --arch to change the grid"
+                    )
+            elif cfg.tokens_per_frame is not None:
+                raise ConfigError("--tokens-per-frame: a model directory's preprocessing sets the grid; use --arch to change it")
             with contextlib.suppress(OSError, ValueError):
                 self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
             frames = cfg.frames or (16 if cfg.model_dir is None else 32)
@@ -549,44 +565,34 @@ class SpeedBench:
             h.remove()
 
     def input_info(self) -> dict[str, Any]:
+        from adatp.adapters.base import get_adapter
+
         ids = self.inputs["input_ids"]
-        tpf = _tokens_per_frame(self.model.config)
-        num_video = int((ids == self.model.config.video_token_index).sum())
+        layout = get_adapter(self.model).locate_video(ids, self.inputs).layout  # the adapter reads the grid
+        num_video = int((ids == self.model.config.video_token_id).sum())
         return {
-            "frames": self.frames, "tokens_per_frame": tpf, "grid": [math.isqrt(tpf)] * 2,
-            "visual_tokens": self.frames * tpf, "video_block_tokens": num_video, "seq_len": int(ids.shape[1]),
-            "text_tokens": int(ids.shape[1]) - num_video,
+            "frames": self.frames, "grids": layout.num_frames, "tokens_per_frame": layout.tokens_per_frame,
+            "grid": [layout.grid_h, layout.grid_w], "visual_tokens": layout.num_visual, "video_block_tokens": num_video,
+            "seq_len": int(ids.shape[1]), "text_tokens": int(ids.shape[1]) - num_video,
             "pixels": list(self.inputs["pixel_values_videos"].shape),
         }
 
     # -- encode-once path
     def _encode_tower(self) -> None:
-        inner = self.model.model
-        pixels = self.inputs["pixel_values_videos"]
-        b, t, c, h, w = pixels.shape
+        from adatp.adapters.base import get_adapter
+
         self.marks.sync()
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = inner.vision_tower(pixels.view(b * t, c, h, w), output_hidden_states=True, return_dict=True)
-            layer = self.model.config.vision_feature_layer
-            feats = out.hidden_states[layer]
-            if self.model.config.vision_feature_select_strategy == "default":
-                feats = feats[:, 1:]
+            self._tower_cache = get_adapter(self.model).encode_video_tower(self.inputs)
         self.marks.sync()
         self._tower_s = time.perf_counter() - t0
-        self._tower_cache = feats.contiguous()
-        del out
 
     def _encode_tail(self) -> dict[str, Any]:
-        """Projector + pooling + newline on the cached tower output (get_video_features' tail)."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        """The family's encoding tail on the cached tower output (LLaVA: projector, pooling, newline)."""
+        from adatp.adapters.base import get_adapter
 
-        inner = self.model.model
-        feats = inner.multi_modal_projector(self._tower_cache)
-        feats = inner.apply_pooling(feats)
-        feats = feats.reshape(1, self.frames * feats.shape[1], -1)
-        newline = inner.image_newline[None, None, :].to(feats.device, feats.dtype)
-        return {"video": BaseModelOutputWithPooling(pooler_output=torch.cat((feats, newline), dim=1))}
+        return get_adapter(self.model).encode_video_tail(self._tower_cache, self.inputs)
 
     # -- one forward
     def _prefill(self) -> tuple[torch.Tensor, Any]:
@@ -692,7 +698,7 @@ class SpeedBench:
         info = self.input_info()
         num_visual = info["visual_tokens"]
         return FlopsReport.compute([], num_visual, info["seq_len"] - num_visual, adapter.decoder_dims(),
-                                   adapter.vision_dims(), self.frames)
+                                   adapter.vision_dims(), info["grids"])
 
     def run(self, on_trial: Callable[[str], None] = lambda s: None) -> BenchRun:
         cfg = self.cfg
@@ -724,10 +730,6 @@ class SpeedBench:
         run.info["vanilla_flops"] = self.vanilla_flops()
         return run
 
-
-def _tokens_per_frame(config) -> int:
-    v = config.vision_config
-    return math.ceil((v.image_size // v.patch_size) / 2) ** 2
 
 
 # --- results ----------------------------------------------------------------------------------------

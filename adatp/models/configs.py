@@ -12,7 +12,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from transformers import LlavaOnevisionConfig
+from transformers import AutoConfig, PretrainedConfig
 
 from adatp.errors import ConfigError
 
@@ -21,6 +21,9 @@ ARCHITECTURES: dict[str, str] = {
     "llava-onevision-qwen2-0.5b-ov-hf": "llava-onevision-qwen2-0.5b-ov-hf.json",
     "llava-onevision-qwen2-7b-ov-hf": "llava-onevision-qwen2-7b-ov-hf.json",
     "llava-video-7b-qwen2-hf": "llava-video-7b-qwen2-hf.json",
+    "qwen2-vl-7b-instruct": "qwen2-vl-7b-instruct.json",
+    "qwen2.5-vl-7b-instruct": "qwen2.5-vl-7b-instruct.json",
+    "qwen3-vl-8b-instruct": "qwen3-vl-8b-instruct.json",
 }
 
 SOURCE_KEY = "_source"
@@ -48,10 +51,14 @@ def architecture_source(name: str) -> dict[str, str]:
     return load_architecture_dict(name, with_source=True)[SOURCE_KEY]
 
 
-def load_architecture_config(name: str) -> LlavaOnevisionConfig:
-    """The ``LlavaOnevisionConfig`` of a real checkpoint, built offline from the shipped JSON.
+def load_architecture_config(name: str) -> PretrainedConfig:
+    """The config of a real checkpoint (its family's config class, by ``model_type``), built offline.
+
+    ``LlavaOnevisionConfig`` for the LLaVA ones, ``Qwen2VLConfig`` / ``Qwen2_5_VLConfig`` /
+    ``Qwen3VLConfig`` for the Qwen-VL ones (flat Qwen2-VL files are read as transformers reads them).
 
     Raises:
         ConfigError: ``name`` is not one of :data:`ARCHITECTURES` (the message lists them).
     """
-    return LlavaOnevisionConfig.from_dict(load_architecture_dict(name))
+    data = load_architecture_dict(name)
+    return AutoConfig.for_model(data.pop("model_type"), **data)

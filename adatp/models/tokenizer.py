@@ -41,6 +41,43 @@ ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 IMAGE_TOKEN, VIDEO_TOKEN = "<image>", "<video>"
 #: Added in this order after the BPE vocabulary, as in Qwen2 + LLaVA-OneVision.
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, IMAGE_TOKEN, VIDEO_TOKEN)
+#: Qwen2-VL / Qwen2.5-VL / Qwen3-VL vision specials, in the checkpoints' order (151652..151656 there).
+VISION_START, VISION_END, VISION_PAD = "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>"
+IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
+QWEN_VL_SPECIAL_TOKENS = (VISION_START, VISION_END, VISION_PAD, IMAGE_PAD, VIDEO_PAD)
+
+#: The media and text part of Qwen2-VL / Qwen2.5-VL's chat template (their tokenizer_config.json):
+#: a default system turn, each video as ``<|vision_start|><|video_pad|><|vision_end|>`` where it
+#: stands in the content list. ``add_vision_id`` is kept; nothing else of the template is omitted.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+#: The media and text part of Qwen3-VL-Instruct's chat template: no default system turn, media
+#: placeholders where they stand. Its tool-calling and reasoning branches are left out (adatp asks
+#: one question about one video); the rendered text of such a conversation is the same.
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 #: Qwen2's pre-tokenisation pattern (from its tokenizer.json).
 QWEN2_PRETOKENIZE_REGEX = (
@@ -142,19 +179,22 @@ def _trained_tokenizer_json() -> str:
     return tok.to_str()
 
 
-def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(*, qwen_vl: bool = False, chat_template: str | None = None) -> PreTrainedTokenizerFast:
     """A fresh Qwen2-style tokenizer with the LLaVA-OneVision chat template, built offline.
 
     Deterministic: the same vocabulary and ids on every call and in every process.
     ``<video>`` and ``<image>`` encode as one id each; eos is ``<|im_end|>``, pad ``<|endoftext|>``.
+    ``qwen_vl=True`` appends the Qwen-VL vision specials (:data:`QWEN_VL_SPECIAL_TOKENS`, one id
+    each, after the LLaVA ones so those ids never move); ``chat_template`` replaces the template.
     """
+    extra = list(QWEN_VL_SPECIAL_TOKENS) if qwen_vl else []
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json()),
         eos_token=IM_END,
         pad_token=ENDOFTEXT,
-        additional_special_tokens=[IM_START, IMAGE_TOKEN, VIDEO_TOKEN],
+        additional_special_tokens=[IM_START, IMAGE_TOKEN, VIDEO_TOKEN, *extra],
         model_max_length=MODEL_MAX_LENGTH,
         clean_up_tokenization_spaces=False,
     )
-    tokenizer.chat_template = LLAVA_ONEVISION_CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template or LLAVA_ONEVISION_CHAT_TEMPLATE
     return tokenizer

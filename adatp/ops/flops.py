@@ -22,12 +22,16 @@ class DecoderDims:
 
 @dataclass(frozen=True)
 class VisionDims:
-    """Sizes of a ViT tower: per-frame patches and a plain (non-gated) MLP."""
+    """Sizes of a ViT tower: patches per frame (per temporal grid for Qwen-VL) and its MLP.
+
+    ``mlp_matrices``: 2 for a plain MLP (fc1, fc2), 3 for a gated one (Qwen2.5-VL: gate, up, down).
+    """
 
     hidden: int
     intermediate: int
     num_layers: int
     patches_per_frame: int
+    mlp_matrices: int = 2
 
 
 def decoder_layer_flops(n: float, dims: DecoderDims) -> float:
@@ -69,7 +73,9 @@ def schedule_flops_ratio(retentions: Sequence[tuple[int, float]], num_visual: fl
 
 
 def vision_tower_flops(dims: VisionDims, num_frames: int) -> float:
-    """ViT encoder FLOPs for num_frames frames: per layer 4nD^2 + 2n^2 D + 2nDD' (n patches)."""
+    """ViT encoder FLOPs for num_frames frames: per layer 4nD^2 + 2n^2 D + m nDD' (n patches, m MLP
+    matrices: 2 plain, 3 gated). Attention is counted over the whole frame (Qwen2.5-VL's windowed
+    blocks attend less: an upper bound there)."""
     n, d = dims.patches_per_frame, dims.hidden
-    per_layer = 4 * n * d * d + 2 * n * n * d + 2 * n * d * dims.intermediate
+    per_layer = 4 * n * d * d + 2 * n * n * d + dims.mlp_matrices * n * d * dims.intermediate
     return num_frames * dims.num_layers * per_layer

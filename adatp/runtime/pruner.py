@@ -4,8 +4,9 @@ Nothing is patched on a class and no modeling file is copied. On one loaded mode
 runtime registers forward hooks (every handle kept, all removed by :meth:`PruningRuntime.remove`):
 
 - on the top-level model: recognise a video prefill (batch 1, no padding, empty cache), locate the
-  video, refuse what cannot be pruned correctly; on decode steps that continue a pruned cache,
-  supply the original positions when the caller gave none (DECISIONS B);
+  video (the adapter), refuse what cannot be pruned correctly; on decode steps that continue a
+  pruned cache, supply the unpruned model's positions when the caller gave none (the adapter's
+  ``decode_positions``; DECISIONS B, D14);
 - on the projector: take the per-frame patch features for g_t and the relevance scorer;
 - on the language model: Stage 0..2 (segments, relevance, dedup) and the pre-LLM stage: gather
   ``inputs_embeds``, ``position_ids`` and a 2-D mask (always passed, so non-contiguous positions are
@@ -16,7 +17,12 @@ runtime registers forward hooks (every handle kept, all removed by :meth:`Prunin
   the scores wait for layer k (nothing is pruned in between); every later layer receives
   the gathered (cos, sin), position ids and mask. Each layer's ``cache.update`` then stores exactly
   the tokens that layer saw, so the KV cache is consistent by construction and SDPA decodes with
-  per-layer cache lengths (mask None for one new token without padding).
+  per-layer cache lengths (mask None for one new token without padding);
+- after each decoder layer: what the adapter took out of the language model's kwargs (Qwen3-VL's
+  deepstack embeddings) is added back to the alive visual tokens only.
+
+Positions are the adapter's: the runtime never assumes their shape. It gathers rows with
+``adapter.gather_positions`` (every row of M-RoPE ids) and ``adapter.gather_position_embeddings``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class _Prefill:
     alive_seq: torch.Tensor | None = None  # (m,) original sequence positions alive now
     lm_positions: torch.Tensor | None = None  # (m0,) positions fed to the language model
     layer_inputs: dict[str, Any] | None = None  # gathered cos/sin, position_ids, mask for later layers
+    extras: Any = None  # per-layer additions the adapter took from the language model's kwargs
     stages: list[StageReport] = field(default_factory=list)
     query_text: str | None = None
     relevance_source: str = "uniform"
@@ -92,26 +99,35 @@ class PruningRuntime:
         self.last_report: PruneReport | None = None
         self._state: _Prefill | None = None
         self._cache_ref: weakref.ref | None = None  # the cache a pruned prefill filled
-        self._next_position = 0  # decode position for callers that pass none
+        self._decode_span: VideoSpan | None = None  # the pruned prefill's span, for decode positions
+        self._decode_step = 0  # decode steps since that prefill
         self._position_shift = 0  # original length - kept length (compact positions)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending_patches: torch.Tensor | None = None
         self._pending_cls: torch.Tensor | None = None
         self._layers = adapter.decoder_layers()
         self._attention = adapter.attention_implementation()
+        if method.positions == "compact" and not adapter.supports_compact_positions:
+            raise ConfigError(
+                f"method {method.name} renumbers positions (compact), which {type(adapter).__name__} does not "
+                "support: M-RoPE positions of a shorter video cannot be rebuilt from the kept tokens"
+            )
 
     # --- install / remove ---------------------------------------------------------------------
     def install(self) -> None:
         m = self.model
         self._handles.append(m.register_forward_pre_hook(self._on_model_call, with_kwargs=True))
         self._handles.append(m.register_forward_hook(self._after_model_call, with_kwargs=True, always_call=True))
-        self._handles.append(self.adapter.frame_feature_module().register_forward_pre_hook(self._on_patch_features))
+        features = self.adapter.frame_feature_module()
+        if features is not None:
+            self._handles.append(features.register_forward_pre_hook(self._on_patch_features))
         if self.adapter.global_feature == "cls":
             self._handles.append(self.adapter.vision_tower().register_forward_hook(self._on_tower_output))
         lm = self.adapter.language_model()
         self._handles.append(lm.register_forward_pre_hook(self._on_language_model_call, with_kwargs=True))
         for i, layer in enumerate(self._layers):
             self._handles.append(layer.register_forward_pre_hook(self._layer_hook(i), with_kwargs=True))
+            self._handles.append(layer.register_forward_hook(self._after_layer_hook(i)))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -119,6 +135,7 @@ class PruningRuntime:
         self._handles.clear()
         self._state = None
         self._cache_ref = None
+        self._decode_span = None
         self._pending_patches = None
         self._pending_cls = None
 
@@ -142,8 +159,7 @@ class PruningRuntime:
             return self._continue_decode(args, kwargs, q_len)
         if ref.shape[0] != 1 and (kwargs.get("pixel_values_videos") is not None or kwargs.get("mm_encoder_outputs")):
             raise InputError(f"adatp prunes batch size 1; got a batch of {ref.shape[0]} (run prompts one at a time)")
-        num_frames = self.adapter.video_frames(kwargs)
-        if num_frames is None:
+        if self.adapter.video_frames(dict(kwargs, input_ids=input_ids)) is None:
             return None  # no video in this call: nothing to prune
         if kwargs.get("pixel_values_videos") is not None:
             self._pending_patches = self._pending_cls = None  # the tower runs inside this call
@@ -165,7 +181,9 @@ class PruningRuntime:
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.ndim == 2 and not bool(mask.all()):  # host sync, once per prefill
             raise InputError("the attention mask has padding: left/right padding is not supported with pruning")
-        span = self.adapter.find_video(input_ids, num_frames)
+        span = self.adapter.locate_video(input_ids, kwargs)
+        if span is None:
+            return None
         layout = span.layout
         device = ref.device
         self._state = _Prefill(
@@ -188,11 +206,11 @@ class PruningRuntime:
         pos = kwargs.get("position_ids")
         if pos is None:
             # Loops that pass no position ids would fall back to cache length + arange: compact
-            # positions, a silent change (DECISIONS B). Continue at the original length instead.
+            # positions, a silent change (DECISIONS B). Use what the unpruned model would (D14).
             device = (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]).device
-            pos = torch.full((1, 1), self._next_position, dtype=torch.long, device=device)
+            pos = self.adapter.decode_positions(self._decode_span, self._decode_step, device)
         kwargs["position_ids"] = pos - self._position_shift
-        self._next_position += 1
+        self._decode_step += 1
         return args, kwargs
 
     def _after_model_call(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -232,7 +250,7 @@ class PruningRuntime:
         cache = getattr(output, "past_key_values", None)
         if cache is not None:
             self._cache_ref = weakref.ref(cache)
-            self._next_position = span.seq_len
+            self._decode_span, self._decode_step = span, 0
             kept_len = span.seq_len - layout.num_visual + (stages[0][1] if stages and stages[0][0] == 0 else layout.num_visual)
             self._position_shift = span.seq_len - kept_len if self.method.positions == "compact" else 0
 
@@ -263,11 +281,7 @@ class PruningRuntime:
         if seq_len != span.seq_len:
             raise InputError(f"expected {span.seq_len} embeddings, got {seq_len}")
         device = embeds.device
-        position_ids = kwargs.get("position_ids")
-        if position_ids is None:
-            position_ids = torch.arange(seq_len, device=device)[None]
-        if position_ids.ndim != 2:
-            raise InputError(f"position_ids of shape {tuple(position_ids.shape)} are not supported by this adapter")
+        position_ids = self.adapter.prefill_positions(kwargs.get("position_ids"), seq_len, device)
         mask = kwargs.get("attention_mask")
         if mask is None:
             mask = torch.ones(1, seq_len, dtype=torch.long, device=device)
@@ -278,6 +292,7 @@ class PruningRuntime:
 
             kwargs["past_key_values"] = DynamicCache(config=module.config)  # tracked for decoding
 
+        state.extras = self.adapter.take_layer_extras(kwargs, span)
         pending, self._pending_patches = self._pending_patches, None
         cls, self._pending_cls = self._pending_cls, None
         # Images (if any) go through the projector first; the video is the call with T rows.
@@ -310,9 +325,9 @@ class PruningRuntime:
             if keep is not None:
                 embeds = embeds[:, keep]
                 mask = mask[:, keep]
-                position_ids = position_ids[:, keep]
+                position_ids = self.adapter.gather_positions(position_ids, keep)
                 if self.method.positions == "compact":
-                    position_ids = torch.arange(keep.shape[0], device=device)[None]
+                    position_ids = self.adapter.compact_positions(keep.shape[0], device)
         state.lm_positions = state.alive_seq
         kwargs["inputs_embeds"] = embeds
         kwargs["position_ids"] = position_ids
@@ -325,7 +340,11 @@ class PruningRuntime:
         layout = span.layout
         tokens = embeds[0, span.start + state.grid_offsets].reshape(layout.num_frames, layout.tokens_per_frame, -1)
         feats = state.patch_features
-        if self.adapter.global_feature == "cls":
+        if self.adapter.global_feature == "token_mean":  # Qwen-VL: g_t = mean of a grid's merged tokens (D15)
+            feats = tokens
+            frame_features = tokens.float().mean(1)
+            source = "token-mean"
+        elif self.adapter.global_feature == "cls":
             frame_features = state.cls_features.float() if state.cls_features is not None else None
             source = "cls"
         else:
@@ -333,7 +352,7 @@ class PruningRuntime:
             source = "patch-mean"
         head = getattr(self.scorer, "segmentation_features", None)
         embedded = None
-        if callable(head) and feats is not None:
+        if callable(head) and feats is not None and self.adapter.global_feature != "token_mean":
             # D6: with a SigLIP scorer, g_t is its pooling head's output on the VLM's patch features;
             # the same embedding also gives the relevance (the head runs once).
             embedded = head(feats).float()
@@ -408,6 +427,15 @@ class PruningRuntime:
 
         return hook
 
+    def _after_layer_hook(self, index: int):
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            state = self._state
+            if state is None or state.extras is None:
+                return None
+            return self.adapter.after_layer(index, output, state.extras, self._visual_rows(state), state.visual_alive)
+
+        return hook
+
     def _in_llm_stage(self, state: _Prefill, plan: StagePlan, layer: nn.Module, hidden: torch.Tensor, kwargs: dict):
         scores = None
         if plan.scoring is not None and plan.layer in state.pending_scores:
@@ -418,10 +446,11 @@ class PruningRuntime:
         if keep is None:
             return hidden
         # keep indexes the current rows; map to the rows of the language model's input for cos/sin.
-        cos, sin = kwargs["position_embeddings"]
-        gathered: dict[str, Any] = {"position_embeddings": (cos[:, keep], sin[:, keep])}
+        gathered: dict[str, Any] = {
+            "position_embeddings": self.adapter.gather_position_embeddings(kwargs["position_embeddings"], keep)
+        }
         if kwargs.get("position_ids") is not None:
-            gathered["position_ids"] = kwargs["position_ids"][..., keep]
+            gathered["position_ids"] = self.adapter.gather_positions(kwargs["position_ids"], keep)
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor):
             gathered["attention_mask"] = mask[..., keep, :][..., keep]

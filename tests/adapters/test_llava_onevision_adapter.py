@@ -123,3 +123,14 @@ def test_global_feature_is_the_cls_token_when_the_strategy_drops_it():
     assert ctx.frame_features.shape == (4, 32)
     assert torch.allclose(ctx.frame_features, cls.float(), atol=1e-6)
     assert not torch.allclose(ctx.frame_features, out.hidden_states[-1][:, 1:].float().mean(1), atol=1e-3)
+
+
+def test_interleaved_layout_puts_text_between_grids():
+    lay = VideoLayout(2, 1, 2, "interleaved", frame_starts=(0, 5), length=7)
+    assert lay.num_visual == 4 and lay.block_length == 7
+    assert lay.grid_offsets().tolist() == [0, 1, 5, 6]
+    assert lay.newline_offsets().tolist() == [2, 3, 4]
+    with pytest.raises(ValueError):
+        VideoLayout(2, 1, 2, "interleaved")
+    with pytest.raises(ValueError):
+        VideoLayout(2, 1, 2, "interleaved", frame_starts=(0,), length=7)

@@ -208,3 +208,41 @@ def test_arch_inputs_follow_the_config_grid():
     assert math.ceil((small.vision_config.image_size // small.vision_config.patch_size) / 2) == 4
     with pytest.raises(ConfigError, match="square"):
         arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=15)
+
+
+def test_speed_bench_arch_path_on_a_qwen_family(tmp_path, capsys, monkeypatch):
+    """`adatp bench speed --arch qwen2.5-vl-7b-instruct` end to end, with the shipped config shrunk
+    (the real 7B does not fit this machine): the model, inputs, marks and FLOPs all come from the adapter."""
+    import adatp.bench.speed as speed
+    from adatp.models.tiny import tiny_qwen_vl_config
+
+    monkeypatch.setattr(speed, "arch_config", lambda name, tokens_per_frame=None: tiny_qwen_vl_config(name))
+    out = tmp_path / "speed.json"
+    code, stdout, _ = run_main(
+        ["bench", "speed", "--arch", "qwen2.5-vl-7b-instruct", "--methods", "adatp,fastv", "--flops-ratios", "0.5",
+         "--frames", "8", "--tokens-per-frame", "16", "--text-tokens", "12", "--repeats", "1", "--warmup", "0",
+         "--new-tokens", "2", "--encode-once", "--json", str(out)], capsys)
+    assert code == 0, stdout
+    payload = json.loads(out.read_text())
+    info = payload["inputs"]
+    assert (info["frames"], info["grids"], info["tokens_per_frame"], info["visual_tokens"]) == (8, 4, 16, 64)
+    runs = {r["label"]: r for r in payload["runs"]}
+    assert runs["adatp@0.5"]["flops"]["visual_ratio"] == pytest.approx(0.5, abs=0.05)
+    assert runs["none"]["samples"]["vision_s"][0] > 0 and runs["adatp@0.5"]["kept_visual_tokens"] < 64
+
+
+def test_encode_once_feeds_the_same_model_inputs_as_the_pixels():
+    """The adapter's tower + tail give the forward the same logits as the pixels do, per family."""
+    from adatp.adapters.base import get_adapter
+    from tests.families import FAMILY_IDS, family_model, make_inputs
+
+    for fid in FAMILY_IDS:
+        model = family_model(fid)
+        inputs = make_inputs(model)
+        adapter = get_adapter(model)
+        with torch.no_grad():
+            ref = model(**inputs).logits
+            encoded = adapter.encode_video_tail(adapter.encode_video_tower(inputs), inputs)
+            rest = {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
+            out = model(**rest, mm_encoder_outputs=encoded).logits
+        assert torch.allclose(ref, out, atol=1e-6), fid

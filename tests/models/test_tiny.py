@@ -231,3 +231,39 @@ def test_killed_build_leaves_nothing_under_the_final_name(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         tiny_model_dir(cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- every shipped architecture ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(__import__("adatp.models.configs", fromlist=["ARCHITECTURES"]).ARCHITECTURES))
+def test_build_tiny_every_architecture_loads_with_auto_class(tmp_path, name):
+    from transformers import AutoModelForImageTextToText
+
+    from adatp.models.tiny import build_tiny
+
+    real = load_architecture_config(name)
+    path = build_tiny(name, tmp_path / "m", seed=0)
+    model = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="sdpa")
+    cfg = model.config
+    assert type(cfg) is type(real) and cfg.model_type == real.model_type
+    assert cfg.text_config._attn_implementation == "sdpa"
+    tok = AutoTokenizer.from_pretrained(path)
+    assert tok.convert_tokens_to_ids("<|video_pad|>" if cfg.model_type != "llava_onevision" else "<video>") == cfg.video_token_id
+    assert json.loads((path / "adatp_tiny.json").read_text())["architecture"] == name
+    if cfg.model_type == "llava_onevision":
+        return
+    v, rv = cfg.vision_config, real.vision_config
+    # the family structure is kept: M-RoPE proportions, temporal patch, merge size, patch size
+    assert (v.temporal_patch_size, v.spatial_merge_size, v.patch_size) == (rv.temporal_patch_size, rv.spatial_merge_size, rv.patch_size)
+    tiny_sec, real_sec = cfg.text_config.rope_parameters["mrope_section"], real.text_config.rope_parameters["mrope_section"]
+    assert [s / sum(tiny_sec) for s in tiny_sec] == pytest.approx([s / sum(real_sec) for s in real_sec])
+    text = cfg.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    assert sum(tiny_sec) * 2 == head_dim
+    if cfg.model_type == "qwen3_vl":
+        assert len(v.deepstack_visual_indexes) == 3 and text.rope_parameters["mrope_interleaved"]
+    if cfg.model_type == "qwen2_5_vl":
+        assert v.fullatt_block_indexes == [v.depth - 1] and v.window_size == rv.window_size
+    pre = json.loads((path / "video_preprocessor_config.json").read_text())
+    assert (pre["patch_size"], pre["temporal_patch_size"], pre["merge_size"]) == (v.patch_size, v.temporal_patch_size, v.spatial_merge_size)
