@@ -48,7 +48,6 @@ Deviations from the official code:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +124,7 @@ def holitom_selection(
     Returns:
         kept (B,) ascending flat indices t*c + p, merge_into (T*c,), weights (T*c,) > 0, windows.
     """
-    num_frames, c, dim = tokens.shape
+    num_frames, c, _ = tokens.shape
     device = tokens.device
     sim = temporal_similarity(tokens)
     static = sim > tau
@@ -136,10 +135,11 @@ def holitom_selection(
     # their own instead of joining their position's average, until B fit.
     alone = torch.zeros(num_frames, c, dtype=torch.bool, device=device)
     if budget > units:
-        cand = [(t, p) for (s, e), m in zip(windows, masks) for t in range(s + 1, e + 1) for p in torch.nonzero(m).squeeze(1).tolist()]
-        score = torch.tensor([float(sim[t - 1, p]) for t, p in cand])
-        for i in torch.sort(score, stable=True).indices[: budget - units].tolist():
-            alone[cand[i]] = True
+        cand = torch.zeros(num_frames, c, dtype=torch.bool, device=device)  # later copies of static positions
+        for (s, e), m in zip(windows, masks):
+            cand[s + 1 : e + 1] |= m
+        score = torch.cat([torch.full((1, c), 2.0, device=device), sim]).masked_fill(~cand, 3.0).reshape(-1)
+        alone.view(-1)[torch.sort(score, stable=True).indices[: budget - units]] = True  # ties: earlier token
     # Groups: a window's static set (one unit per position), each frame's dynamic set.
     groups: list[tuple[str, int, torch.Tensor]] = []  # (kind, first frame, positions)
     for (s, e), m in zip(windows, masks):
