@@ -4,15 +4,15 @@ Tree-based Spatiotemporal Token Merging", ICLR 2026; official code: github.com/F
 Two stages: one before the LLM that merges, one inside it that prunes.
 
 1. Before the LLM (layer 0), on the projected tokens, per segment:
-   * Dynamic segmentation (DySeg): cut where adjacent frames' global-feature cosine < tau, and at
+   * Dynamic segmentation (DySeg): cut where the cosine of adjacent frames' mean tokens < tau, and at
      the lowest similarities until there are at least ``min_segments`` segments
      (:func:`adatp.ops.segmentation.segment_frames`, the official complementary rule).
    * Attention- and diversity-based token selection (ADTS, ``attn_div_v2``), per frame: a greedy
      farthest-point pick on calibrated distances d'(i, j) = (1 - cos(x_i, x_j)) * a_j * e_j, with
      a_j the token's attention weight and e_j = <x_j, mean token of the segment> (event relevance).
      The first pick maximises min_{i != j} d'(i, j); each next one maximises min over the picked s
-     of d'(s, j). An ``alpha`` share of the segment's budget is spent here; these tokens are kept
-     as they are.
+     of d'(s, j). ceil(alpha f) of a frame's budget f are spent here; these tokens are kept as
+     they are.
    * Tree-based spatiotemporal merging (TSTM) of the other tokens: each token of frame t > first
      joins its most cosine-similar unselected token of frame t-1 when that similarity exceeds
      ``temporal_threshold``; chains of joins form trees rooted at a token that joined nothing, and
@@ -37,11 +37,20 @@ Deviations from the official code:
   query rows, 2x2 pooled); adatp does not capture the tower's attention maps, so the frame's
   mean-query softmax softmax_p(<mean token, x_p> / sqrt(D)) on projected tokens stands in (as for
   VisionZip). Tokens are projected embeddings, not encoder features.
-* Exact budgets: segment budgets b_j proportional to size (largest remainder); ADTS gets
-  ceil(alpha * b_j) spread evenly over the segment's frames, context slots the rest; per-frame
+* Exact budgets: segment budgets b_j proportional to size (largest remainder), each split evenly
+  over its frames (f_t, largest remainder; official: ceil(c R) per frame, so its count drifts
+  from B); ADTS gets ceil(alpha f_t) per frame, context slots the rest of the segment; per-frame
   cluster counts are a largest-remainder split by root count (at least one per frame with roots
   while slots allow) instead of ceil per frame, so the stage keeps exactly B. The soft threshold
   keeps exactly as many roots as slots.
+* Tree values: a root is the plain average of its tree, as the paper describes. The released
+  TSTM adds 1 to an anchor's count per direct child instead of the child's tree size, so its
+  root is sum(tree) / (1 + direct children), not an average (and not expressible as a weighted
+  average); DPC then clusters different values. ``benchmarks/peer_overlap.py`` measures the
+  effect (docs/methods.md).
+* Single-frame segments: the released code clusters all of the frame's tokens, ADTS picks
+  included (a picked token can then also be a cluster centre, kept twice); adatp clusters only
+  the unpicked ones.
 * Picked tokens are excluded from later ADTS picks explicitly (``attn_div_v2`` relies on the
   zero self-distance, which a negative calibration can defeat).
 * DPC ties: no random noise (strictly denser only; the earlier token wins ties).
@@ -74,16 +83,18 @@ from adatp.ops.selection import top_k_global
 def adts_select(x: torch.Tensor, calibration: torch.Tensor, k: int) -> torch.Tensor:
     """Attention- and diversity-based selection in one frame. (c, D), (c,) -> (k,) ascending.
 
-    d'(i, j) = (1 - cos(x_i, x_j)) * calibration_j. First pick: argmax_j min_{i != j} d'(i, j);
-    then argmax over unpicked j of min over picked s of d'(s, j). Ties: the earlier token.
+    d'(i, j) = (1 - cos(x_i, x_j)) * calibration_j. First pick: argmax_j of the second smallest
+    d'(., j) (= min_{i != j} d'(i, j) for a positive calibration); then argmax over unpicked j of
+    min over picked s of d'(s, j). Ties: the earlier token.
     """
     c = x.shape[0]
     if k <= 0:
         return torch.zeros(0, dtype=torch.long, device=x.device)
     xn = F.normalize(x.float(), dim=-1)
     dist = (1.0 - xn @ xn.T) * calibration.float()[None, :]  # (c, c), column j scaled by its calibration
-    off = dist.masked_fill(torch.eye(c, dtype=torch.bool, device=x.device), float("inf"))
-    first = off.min(0).values if c > 1 else dist[0]
+    # Official first pick: the second smallest entry of each column (the smallest is the zero
+    # self-distance whenever the calibration is positive).
+    first = torch.topk(dist, k=2, dim=0, largest=False).values[1] if c > 1 else dist[0]
     picked = [int(torch.argmax(first))]
     nearest = dist[picked[0]].clone()  # min over picked s of d'(s, j)
     taken = torch.zeros(c, dtype=torch.bool, device=x.device)
@@ -170,8 +181,10 @@ def flashvid_selection(
     start = 0
     for size, b in zip(sizes, seg_budgets):
         x = tokens[start : start + size]  # (L, c, D)
-        num_adts = min(b, math.ceil(alpha * b))
-        per_frame = allocate_segment_budgets(num_adts, [1.0] * size, [c] * size, 0)
+        # Official split per frame: a frame's budget f, of which ceil(alpha f) are ADTS tokens.
+        frame_budget = allocate_segment_budgets(b, [1.0] * size, [c] * size, 0)
+        per_frame = [min(f, math.ceil(alpha * f - 1e-9)) for f in frame_budget]
+        num_adts = sum(per_frame)
         seg_mean = x.float().reshape(-1, x.shape[-1]).mean(0)
         free = torch.ones(size, c, dtype=torch.bool, device=device)
         for t in range(size):
@@ -279,7 +292,8 @@ class FlashVID(PruningMethod):
             else StagePlan(s.layer, s.retention, s.budget, "last_row", score_layer=s.layer - 1)
             for s in stages
         ]
-        feats = ctx.frame_features if ctx.frame_features is not None else ctx.tokens.float().mean(1)
+        # Official DySeg compares frames by their mean (pooled, projected) token, which adatp has exactly.
+        feats = ctx.tokens.float().mean(1)
         self.frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
         self.token_segments = self.frame_segments.repeat_interleave(ctx.span.layout.tokens_per_frame)
         self.tokens = ctx.tokens

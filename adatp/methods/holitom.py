@@ -35,8 +35,8 @@ Deviations from the official code:
   softmax_p(<mean token, x_p> / sqrt(D)) on projected tokens stands in (as for VisionZip).
 * Exact budgets: B is split over the groups (each window's static set, each frame's dynamic set)
   by largest remainder on their unit counts, instead of ceil / round per group. If fewer units
-  than B remain after temporal merging, windows are split back into single frames (least saving
-  first) until B fits.
+  than B remain after temporal merging (the official code then keeps fewer than B), the least
+  static copies (lowest cosine to the previous frame) stay on their own until B fit.
 * A window's merged static tokens sit at the window's first frame (the official grid layout puts
   them there too); their position ids are those of that frame.
 * DPC ties: no random noise (strictly denser only; the earlier token wins ties).
@@ -48,7 +48,6 @@ Deviations from the official code:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +68,10 @@ from adatp.ops.selection import top_k_global
 # --------------------------------------------------------------------------------------------
 
 
-def static_runs(tokens: torch.Tensor, tau: float) -> torch.Tensor:
-    """(T, c, D) -> (T-1, c) bool: position p is unchanged from frame t to t+1 (cosine > tau)."""
+def temporal_similarity(tokens: torch.Tensor) -> torch.Tensor:
+    """(T, c, D) -> (T-1, c): cos(x_{t,p}, x_{t+1,p}), the same position in consecutive frames."""
     x = F.normalize(tokens.float(), dim=-1)
-    return (x[:-1] * x[1:]).sum(-1) > tau
+    return (x[:-1] * x[1:]).sum(-1)
 
 
 def select_windows(static: torch.Tensor, max_window: int) -> list[tuple[int, int]]:
@@ -125,24 +124,22 @@ def holitom_selection(
     Returns:
         kept (B,) ascending flat indices t*c + p, merge_into (T*c,), weights (T*c,) > 0, windows.
     """
-    num_frames, c, dim = tokens.shape
+    num_frames, c, _ = tokens.shape
     device = tokens.device
-    static = static_runs(tokens, tau)
+    sim = temporal_similarity(tokens)
+    static = sim > tau
     windows = select_windows(static, max_window)
-
-    def window_static(s: int, e: int) -> torch.Tensor:
-        return static[s:e].all(0) if e > s else torch.zeros(c, dtype=torch.bool, device=device)
-
-    # Units left after temporal merging; split windows back (least saving first) while B > units.
-    while True:
-        masks = [window_static(s, e) for s, e in windows]
-        units = sum(int(m.sum()) + (e - s + 1) * int((~m).sum()) for (s, e), m in zip(windows, masks))
-        if units >= budget:
-            break
-        saving = [int(m.sum()) * (e - s) if e > s else math.inf for (s, e), m in zip(windows, masks)]
-        k = min(range(len(windows)), key=lambda i: saving[i])
-        s, e = windows[k]
-        windows[k : k + 1] = [(t, t) for t in range(s, e + 1)]
+    masks = [static[s:e].all(0) if e > s else torch.zeros(c, dtype=torch.bool, device=device) for s, e in windows]
+    units = sum(int(m.sum()) + (e - s + 1) * int((~m).sum()) for (s, e), m in zip(windows, masks))
+    # Fewer units than B: the least static copies (lowest cosine to the previous frame) stay on
+    # their own instead of joining their position's average, until B fit.
+    alone = torch.zeros(num_frames, c, dtype=torch.bool, device=device)
+    if budget > units:
+        cand = torch.zeros(num_frames, c, dtype=torch.bool, device=device)  # later copies of static positions
+        for (s, e), m in zip(windows, masks):
+            cand[s + 1 : e + 1] |= m
+        score = torch.cat([torch.full((1, c), 2.0, device=device), sim]).masked_fill(~cand, 3.0).reshape(-1)
+        alone.view(-1)[torch.sort(score, stable=True).indices[: budget - units]] = True  # ties: earlier token
     # Groups: a window's static set (one unit per position), each frame's dynamic set.
     groups: list[tuple[str, int, torch.Tensor]] = []  # (kind, first frame, positions)
     for (s, e), m in zip(windows, masks):
@@ -152,10 +149,13 @@ def holitom_selection(
             if (~m).any():
                 groups.append(("dynamic", t, torch.nonzero(~m).squeeze(1)))
     sizes = [g[2].numel() for g in groups]
-    quotas = allocate_segment_budgets(budget, [float(n) for n in sizes], sizes, 0)
+    num_alone = int(alone.sum())
+    quotas = allocate_segment_budgets(budget - num_alone, [float(n) for n in sizes], sizes, 0)
     merge_target = torch.full((num_frames * c,), -1, dtype=torch.long, device=device)  # flat index of the slot
     weights = torch.ones(num_frames * c, dtype=torch.float32, device=device)
-    kept_parts = []
+    lone = torch.nonzero(alone.reshape(-1)).squeeze(1)
+    kept_parts = [lone]
+    merge_target[lone] = lone
     window_of = {s: (s, e) for s, e in windows}
     for (kind, t, pos), q in zip(groups, quotas):
         if q == 0:
@@ -166,15 +166,17 @@ def holitom_selection(
             merge_target[t * c + keep] = t * c + keep
             continue
         s, e = window_of[t]
-        frames = torch.arange(s, e + 1, device=device)
-        mean = tokens[s : e + 1, pos].float().mean(0)  # (n, D) the static tokens
+        present = (~alone[s : e + 1, pos]).float()  # (w, n) copies that join their position's average
+        count = present.sum(0)  # >= 1: a window's first frame always joins
+        mean = (tokens[s : e + 1, pos].float() * present[..., None]).sum(0) / count[:, None]  # (n, D) static tokens
         centres, assign = dpc_clusters(mean, q, knn)
         slot = s * c + pos[centres]  # merged static tokens sit at the window's first frame
         kept_parts.append(slot)
-        w = beta_merge_weights(assign, centres, beta) / (e - s + 1)  # spread over the window's frames
-        flat = frames[:, None] * c + pos[None, :]  # (w, n)
-        merge_target[flat] = slot[assign][None, :].expand_as(flat)
-        weights[flat] = w[None, :].expand_as(flat)
+        w = beta_merge_weights(assign, centres, beta) / count  # spread over the position's copies
+        frames = torch.arange(s, e + 1, device=device)
+        flat = (frames[:, None] * c + pos[None, :])[present.bool()]
+        merge_target[flat] = slot[assign].expand(e - s + 1, -1)[present.bool()]
+        weights[flat] = w.expand(e - s + 1, -1)[present.bool()]
     kept = torch.sort(torch.cat(kept_parts)).values
     merge_into = torch.where(merge_target >= 0, torch.searchsorted(kept, merge_target.clamp(min=0)), -1)
     return kept, merge_into, weights, windows

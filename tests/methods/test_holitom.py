@@ -42,14 +42,20 @@ def test_static_tokens_merge_by_density_with_beta_and_dynamic_tokens_stay():
     torch.testing.assert_close(merged, torch.tensor([[0.9, 0.4], [1.0, 1.0], [-1.0, 1.0]]))
 
 
-def test_a_budget_above_the_units_splits_windows_back():
-    """B = 5 > 4 units: the window splits into single frames; quotas [3, 2] (tie to the earlier
-    frame); frame 1 keeps its top 2 by attention (positions 1, 2); token 3 is dropped."""
-    attention = torch.tensor([[1.0, 1.0, 1.0], [0.1, 0.5, 0.4]])
-    kept, merge_into, _, windows = holitom_selection(_video(), attention, 5, tau=0.8)
-    assert windows == [(0, 0), (1, 1)]
-    assert kept.tolist() == [0, 1, 2, 4, 5]
-    assert merge_into.tolist() == [0, 1, 2, -1, 3, 4]
+def test_a_budget_above_the_units_keeps_the_least_static_copies_alone():
+    """B = 5 > 4 units: one static copy stays alone; both frame-1 copies have cosine 1 to frame 0,
+    so the earlier (token 3) does. Quotas [2, 1, 1] over 4 units: both static positions are
+    centres; position 0's average is token 0 alone, position 1's the mean of tokens 1 and 4."""
+    kept, merge_into, weights, windows = holitom_selection(_video(), torch.ones(2, 3), 5, tau=0.8)
+    assert windows == [(0, 1)]
+    assert kept.tolist() == [0, 1, 2, 3, 5]
+    assert merge_into.tolist() == [0, 1, 2, 3, 1, 4]
+    torch.testing.assert_close(weights, torch.tensor([1.0, 0.5, 1.0, 1.0, 0.5, 1.0]))
+    # Lower cosine, chosen first: make frame 1's position 1 turn a little.
+    video = _video()
+    video[1, 1] = torch.tensor([0.2, 1.0])  # cos .98 > tau: still static, but less than position 0's 1.0
+    kept, merge_into, _, _ = holitom_selection(video, torch.ones(2, 3), 5, tau=0.8)
+    assert kept.tolist() == [0, 1, 2, 4, 5] and merge_into.tolist() == [0, 1, 2, 0, 3, 4]
 
 
 def test_in_llm_merge_is_the_official_running_average():
