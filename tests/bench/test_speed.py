@@ -219,7 +219,7 @@ def test_speed_bench_arch_path_on_a_qwen_family(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(speed, "arch_config", lambda name, tokens_per_frame=None: tiny_qwen_vl_config(name))
     out = tmp_path / "speed.json"
     code, stdout, _ = run_main(
-        ["bench", "speed", "--arch", "qwen2.5-vl-7b-instruct", "--methods", "adatp,fastv", "--flops-ratios", "0.5",
+        ["bench", "speed", "--arch", "qwen2.5-vl-7b-instruct", "--methods", "adatp,fastv", "--flops-ratios", "0.6",
          "--frames", "8", "--tokens-per-frame", "16", "--text-tokens", "12", "--repeats", "1", "--warmup", "0",
          "--new-tokens", "2", "--encode-once", "--json", str(out)], capsys)
     assert code == 0, stdout
@@ -227,8 +227,8 @@ def test_speed_bench_arch_path_on_a_qwen_family(tmp_path, capsys, monkeypatch):
     info = payload["inputs"]
     assert (info["frames"], info["grids"], info["tokens_per_frame"], info["visual_tokens"]) == (8, 4, 16, 64)
     runs = {r["label"]: r for r in payload["runs"]}
-    assert runs["adatp@0.5"]["flops"]["visual_ratio"] == pytest.approx(0.5, abs=0.05)
-    assert runs["none"]["samples"]["vision_s"][0] > 0 and runs["adatp@0.5"]["kept_visual_tokens"] < 64
+    assert runs["adatp@0.6"]["flops"]["visual_ratio"] == pytest.approx(0.6, abs=0.05)
+    assert runs["none"]["samples"]["vision_s"][0] > 0 and runs["adatp@0.6"]["kept_visual_tokens"] < 64
 
 
 def test_encode_once_feeds_the_same_model_inputs_as_the_pixels():
