@@ -30,7 +30,7 @@ out = Console()
 
 
 def _target(flops_ratio: float | None, retention: float | None, schedule: str | None) -> dict[str, Any]:
-    """The pruning target from the CLI words (DECISIONS D12); at most one of ratio / retention."""
+    """The pruning target from the CLI words (docs/method.md D12); at most one of ratio / retention."""
     if flops_ratio is not None and retention is not None:
         raise ConfigError("give --flops-ratio or --retention, not both")
     from adatp.ops.schedule import check_fraction

@@ -19,7 +19,7 @@ from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
-#: attention implementations whose decode step works with per-layer cache lengths (DECISIONS B).
+#: attention implementations whose decode step works with per-layer cache lengths (docs/method.md, transformers behaviour).
 #: Flash-attention reads non-contiguous position_ids as packed sequences, so it is left out.
 SUPPORTED_ATTENTION = ("sdpa",)
 

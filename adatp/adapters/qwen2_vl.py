@@ -5,7 +5,7 @@ patches of ``temporal_patch_size`` (2) frames x ``patch_size``^2 pixels, and the
 ``spatial_merge_size``^2 (2 x 2) patches into one token. ``video_grid_thw = (t, H, W)`` counts
 patches, so the language model sees ``t`` grids of ``H/2 x W/2`` tokens, back to back between
 ``<|vision_start|>`` and ``<|vision_end|>``, in (t, y, x) order. AdaTP's "frames" are these ``t``
-token grids (two video frames each, DECISIONS D15): segmentation, cross-frame redundancy and the
+token grids (two video frames each, docs/method.md D15): segmentation, cross-frame redundancy and the
 FLOPs' T count grids, and the global feature g_t is the mean of a grid's merged tokens.
 
 Positions: M-RoPE. The model computes them once on the full prompt (``get_rope_index``, called by

@@ -1,7 +1,7 @@
 """What the text query attends to in the video, layer by layer, and what each pruning method keeps.
 
 :func:`capture_attention` measures attention the same side-effect-free way the pruning runtime
-scores tokens (ADATP.md Stage 3, D3): a vanilla forward pass with a forward pre-hook
+scores tokens (docs/method.md, Stage 3, D3): a vanilla forward pass with a forward pre-hook
 (``with_kwargs=True``) on each chosen decoder layer reads the layer's input hidden states and
 ``(cos, sin)``; the adapter rebuilds that layer's queries (query rows only) and keys, and
 :func:`adatp.ops.importance.query_row_attention` gives the fp32 softmax probabilities averaged over

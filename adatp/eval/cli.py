@@ -109,6 +109,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 PairedOpt = Annotated[str | None, typer.Option(help="also compare this method, item by item, with every other run "
                                                     "at its target (exact McNemar test)")]
 ModelOpt = Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under accelerate launch: cuda = one GPU per process)")]
+DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16")]
+
+
+def _check_device_dtype(device: str, dtype: str) -> None:
+    from adatp.pipeline import check_device, check_dtype
+
+    check_dtype(dtype)
+    check_device(device)  # before any item is read: a bad device is one line, not a traceback later
 
 
 @app.command()
@@ -127,14 +136,18 @@ def needle(
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
     paired: PairedOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
 ) -> None:
     """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
     from adatp.eval.harness import run_needle
 
     specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
+    _check_device_dtype(device, dtype)
     model_dir = model if model is not None else default_model_dir()
     _evaluate(
-        lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out, on_item=on_item),
+        lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out, on_item=on_item,
+                                   dtype=dtype, device=device),
         total=count, description=f"needle {split} x {len(specs)} runs",
         title=f"needle-in-video, {split} split, items {start}-{start + count - 1}, {model_dir.name}",
         by=("kind", "position"), columns={"position": POSITION_COLUMNS, "kind": None},
@@ -160,12 +173,15 @@ def mcq(
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
     paired: PairedOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
 ) -> None:
     """Accuracy on your own multiple-choice video questions, per method and target, resumable."""
     from adatp.eval.harness import MCQ_ROWS, run_items
     from adatp.tasks.jsonl import load_items
 
     specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
+    _check_device_dtype(device, dtype)
     if frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {frames}")
     fields = tuple(f.strip() for f in (by or "").split(",") if f.strip())
@@ -178,7 +194,7 @@ def mcq(
     task = items.stem
     _evaluate(
         lambda on_item: run_items(model_dir, specs, loaded, task=task, benchmark="mcq", rows=MCQ_ROWS, out_dir=out,
-                                  num_frames=frames, on_item=on_item,
+                                  num_frames=frames, on_item=on_item, dtype=dtype, device=device,
                                   run_info={"items_file": str(items.resolve()), "start": start, "count": count}),
         total=len(loaded), description=f"{items.name} x {len(specs)} runs",
         title=f"{items.name}, {len(loaded)} items, {model_dir.name}", by=fields, columns={f: None for f in fields},

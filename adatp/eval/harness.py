@@ -184,8 +184,10 @@ def _distributed() -> tuple[int, int]:
 
 def _barrier(world_size: int) -> None:
     if world_size > 1:
-        from accelerate import PartialState
-
+        try:
+            from accelerate import PartialState
+        except ImportError:
+            raise ConfigError('evaluating on several processes needs accelerate: pip install "adatp[eval]"') from None
         PartialState().wait_for_everyone()
 
 

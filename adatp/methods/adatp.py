@@ -1,6 +1,6 @@
 """AdaTP: Attention-Debiased Token Pruning (Sun et al., EMNLP 2025 Findings, arXiv 2505.20100).
 
-As ``shared/method/ADATP.md`` and DECISIONS.md fix it: segment the video by per-frame feature
+As docs/method.md explains it: segment the video by per-frame feature
 similarity (Stage 0), give each segment a budget weighted by text relevance (Stage 1, global
 debiasing), rank spatial duplicates last inside each segment (Stage 2, local debiasing), and prune
 progressively inside the LLM by query-row attention, never across segments (Stage 3).
@@ -27,7 +27,7 @@ from adatp.ops.selection import duplicate_last_scores, select_in_segments
 
 @dataclass
 class AdaTPConfig(TargetConfig):
-    """AdaTP settings (ADATP.md defaults). Each module can be switched off on its own (ablations).
+    """AdaTP settings (the paper's defaults, docs/method.md). Each module can be switched off on its own (ablations).
 
     Attributes:
         segment_threshold: tau_s; None takes the adapter's default (0.90 for SigLIP towers).

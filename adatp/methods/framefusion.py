@@ -45,7 +45,7 @@ Deviations from the official code:
   each whole layer); the official rounds after layer 0's embedding round run after each layer's
   attention, before its MLP.
 - Pruning scores use the pruned layer's own q/k on its input and prune before that layer's
-  attention (DECISIONS D1, as FastV here); the official code reads the attention of that layer and
+  attention (docs/method.md D1, as FastV here); the official code reads the attention of that layer and
   prunes after it. The official pruning ratio is solved from ``cost`` and the measured merge
   sparsities; here the count is the stage budget.
 - Merged tokens keep the position id of the run's first token (the official code also keeps the

@@ -37,7 +37,7 @@ Deviations from the official code:
   until U >= B. The in-LLM stage likewise splits its budget over the same groups in proportion to
   their alive tokens (official ``int(alpha * size)``) and keeps the top tokens of each by attention.
 - Attention signal: adatp's "query_rows" (the question rows' attention from the pruned layer's own
-  q/k at its input, mean over heads and rows, DECISIONS D1/D3), not the max over heads and rows of
+  q/k at its input, mean over heads and rows, docs/method.md D1/D3), not the max over heads and rows of
   layer 10's attention map; the stage prunes the input of layer ``layer`` (official: its output and
   also the KV caches of layers 0..10, which adatp keeps whole).
 - Positions: merged tokens sit at their representative's position (a cluster's DPC-KNN centre; for

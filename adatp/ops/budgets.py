@@ -1,4 +1,4 @@
-"""Stage 1 of AdaTP (ADATP.md, Global Debiasing): segment budgets from text relevance."""
+"""Stage 1 of AdaTP (docs/method.md, Global Debiasing): segment budgets from text relevance."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from adatp.errors import ConfigError
 
 
 def tokens_for_retention(retention: float, num_visual: int) -> int:
-    """B = floor(r * N + 0.5) (DECISIONS D4)."""
+    """B = floor(r * N + 0.5) (docs/method.md D4)."""
     return int(math.floor(retention * num_visual + 0.5))
 
 

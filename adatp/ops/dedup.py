@@ -1,4 +1,4 @@
-"""Stage 2 of AdaTP (ADATP.md, Local Debiasing): spatial duplicates inside segments."""
+"""Stage 2 of AdaTP (docs/method.md, Local Debiasing): spatial duplicates inside segments."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def spatial_redundancy(tokens: torch.Tensor, frame_segments: torch.Tensor) -> to
     """u_{t,p} = cos(x_{t,p}, x_{t-1,p}) inside a segment; -1 on a segment's first frame.
 
     Computed once before the LLM on the projected tokens at their original grid positions and
-    reused at every stage (DECISIONS D5).
+    reused at every stage (docs/method.md D5).
 
     Args:
         tokens: (T, c, d) projected visual tokens, c = h*w grid positions per frame.

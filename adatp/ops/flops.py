@@ -1,4 +1,4 @@
-"""FLOPs as ADATP.md reports them (a multiply-add counted once, visual tokens only by default)."""
+"""FLOPs as the paper reports them (docs/method.md) (a multiply-add counted once, visual tokens only by default)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def decoder_layer_flops(n: float, dims: DecoderDims) -> float:
 def tokens_per_layer(stages: Sequence[tuple[int, float]], initial: float, num_layers: int) -> list[float]:
     """Tokens alive at the input of each layer, given (layer, tokens) stages in layer order.
 
-    A stage at layer k sets the count seen by layers k..L-1 (DECISIONS D1); before the first
+    A stage at layer k sets the count seen by layers k..L-1 (docs/method.md D1); before the first
     stage every layer sees ``initial``.
     """
     counts = [float(initial)] * num_layers

@@ -1,4 +1,4 @@
-"""Attention importance of visual tokens from the text query rows (ADATP.md, Stage 3; D3).
+"""Attention importance of visual tokens from the text query rows (docs/method.md, Stage 3; D3).
 
 Only the query rows are scored: softmax(q k^T / sqrt(d_h)) in fp32 over every key each row can
 see causally, never an N x N matrix and never ``output_attentions``.

@@ -1,4 +1,4 @@
-"""Pruning schedules: (layer, retention) stages, their validation and scaling (ADATP.md, Stage 3; D8)."""
+"""Pruning schedules: (layer, retention) stages, their validation and scaling (docs/method.md, the schedule; D8)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from adatp.ops.flops import DecoderDims, schedule_flops_ratio
 
 Schedule = list[tuple[int, float]]
 
-#: ADATP.md reference schedule for LLaVA-OV-7B (28 layers): 27.3% of vanilla FLOPs.
+#: The paper's reference schedule for LLaVA-OV-7B (28 layers): 27.3% of vanilla FLOPs.
 REFERENCE_SCHEDULE_28: Schedule = [(0, 0.75), (2, 0.35), (14, 0.20)]
 
 
@@ -65,7 +65,7 @@ def validate_schedule(schedule: Sequence[tuple[int, float]], num_layers: int | N
 
 
 def parse_schedule(text: str) -> Schedule:
-    """'0:.75,2:.35,14:.2' -> [(0, .75), (2, .35), (14, .2)] (DECISIONS D12)."""
+    """'0:.75,2:.35,14:.2' -> [(0, .75), (2, .35), (14, .2)] (docs/method.md D12)."""
     stages: Schedule = []
     for part in text.split(","):
         part = part.strip()

@@ -1,4 +1,4 @@
-"""Stage 0 of AdaTP (ADATP.md): split the video into segments of similar consecutive frames."""
+"""Stage 0 of AdaTP (docs/method.md): split the video into segments of similar consecutive frames."""
 
 from __future__ import annotations
 

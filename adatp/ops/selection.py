@@ -1,4 +1,4 @@
-"""Segment-aware top-k (ADATP.md, Stage 3): selection never crosses segments."""
+"""Segment-aware top-k (docs/method.md, Stage 3): selection never crosses segments."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Text-frame relevance scorers for AdaTP's global debiasing (ADATP.md Stage 1, DECISIONS D7).
+"""Text-frame relevance scorers for AdaTP's global debiasing (docs/method.md, Stage 1, docs/method.md D7).
 
 A scorer embeds the text query and each frame into one space: ``embed_text(str) -> (d,)`` and
 ``embed_frames(patch_features (T, P, d_v)) -> (T, d)``; r_t = cos(text, frame t). Frames are the

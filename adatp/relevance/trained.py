@@ -1,4 +1,4 @@
-"""A small trained text scorer that lives inside a model directory (DECISIONS D7).
+"""A small trained text scorer that lives inside a model directory (docs/method.md D7).
 
 Models without a SigLIP text tower (adatp-tiny: a DINOv2 tower) ship their own scorer: the
 question's tokens are embedded (a learned mean of token embeddings), mapped into the tower's

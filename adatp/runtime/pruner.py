@@ -6,7 +6,7 @@ runtime registers forward hooks (every handle kept, all removed by :meth:`Prunin
 - on the top-level model: recognise a video prefill (batch 1, no padding, empty cache), locate the
   video (the adapter), refuse what cannot be pruned correctly; on decode steps that continue a
   pruned cache, supply the unpruned model's positions when the caller gave none (the adapter's
-  ``decode_positions``; DECISIONS B, D14);
+  ``decode_positions``; docs/method.md, transformers behaviour, D14);
 - on the projector: take the per-frame patch features for g_t and the relevance scorer;
 - on the language model: Stage 0..2 (segments, relevance, dedup) and the pre-LLM stage: gather
   ``inputs_embeds``, ``position_ids`` and a 2-D mask (always passed, so non-contiguous positions are
@@ -206,7 +206,7 @@ class PruningRuntime:
         pos = kwargs.get("position_ids")
         if pos is None:
             # Loops that pass no position ids would fall back to cache length + arange: compact
-            # positions, a silent change (DECISIONS B). Use what the unpruned model would (D14).
+            # positions, a silent change (docs/method.md, transformers behaviour). Use what the unpruned model would (D14).
             device = (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]).device
             pos = self.adapter.decode_positions(self._decode_span, self._decode_step, device)
         kwargs["position_ids"] = pos - self._position_shift

@@ -40,7 +40,7 @@ class StageReport:
 
 @dataclass
 class FlopsReport:
-    """Analytic FLOPs (ADATP.md): visual-only (paper convention), full sequence, vision tower."""
+    """Analytic FLOPs (docs/method.md): visual-only (paper convention), full sequence, vision tower."""
 
     visual_vanilla: float
     visual_pruned: float

@@ -1,4 +1,4 @@
-"""Importance scores against an eager-attention run of the same layer (ADATP.md tests)."""
+"""Importance scores against an eager-attention run of the same layer (docs/method.md, tests)."""
 
 import torch
 
