@@ -46,13 +46,19 @@ def _model_dir(path: str | os.PathLike[str]) -> Path:
         raise ConfigError(
             f"{str(model_dir)!r} has no config.json: pass a local checkpoint directory (config, weights, tokenizer)"
         )
+    read_config_json(config)
+    return model_dir
+
+
+def read_config_json(config: Path) -> dict[str, Any]:
+    """``config.json`` as a dict; one ConfigError line when it is unreadable or not a JSON object."""
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"cannot read {str(config)!r} as JSON ({exc}): is the model directory complete?") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{str(config)!r} holds a JSON {type(data).__name__}, not an object")
-    return model_dir
+    return data
 
 
 def _load_tokenizer(model_dir: Path) -> Any:

@@ -5,7 +5,6 @@ Shared by ``adatp generate`` and ``adatp demo`` so both print the same figures.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -49,14 +48,9 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 def read_model_type(path: Path) -> str | None:
     """``model_type`` from ``config.json``; a one-line ConfigError when the file is unreadable."""
-    config = path / "config.json"
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"cannot read {str(config)!r} as JSON ({exc}): is the model directory complete?") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{str(config)!r} holds a JSON {type(data).__name__}, not an object")
-    return data.get("model_type")
+    from adatp.inputs import read_config_json
+
+    return read_config_json(path / "config.json").get("model_type")
 
 
 def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):

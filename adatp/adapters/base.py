@@ -140,13 +140,15 @@ class ModelAdapter(ABC):
         config = getattr(self.language_model(), "config", None)
         return getattr(config, "_attn_implementation", None)
 
-    @abstractmethod
     def language_model(self) -> nn.Module:
-        """The decoder stack (receives inputs_embeds, position_ids, attention_mask, cache)."""
+        """The decoder stack (receives inputs_embeds, position_ids, attention_mask, cache); where
+        transformers' VLMs keep it unless an adapter says otherwise."""
+        return self.model.model.language_model
 
-    @abstractmethod
     def decoder_layers(self) -> list[nn.Module]:
         """The decoder layers, in order."""
+        lm = self.language_model()
+        return list(lm.layers[: lm.config.num_hidden_layers])
 
     def frame_feature_module(self) -> nn.Module | None:
         """A module whose first positional input is the video's patch features (T, P, d_v), or
@@ -194,8 +196,9 @@ class ModelAdapter(ABC):
     @abstractmethod
     def vision_dims(self) -> VisionDims: ...
 
-    @abstractmethod
-    def text_config(self): ...
+    def text_config(self):
+        """The language model's config (``config.text_config`` in transformers' VLMs)."""
+        return self.model.config.text_config
 
     # --- inputs ----------------------------------------------------------------------------
     @abstractmethod

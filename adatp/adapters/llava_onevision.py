@@ -57,15 +57,6 @@ class LlavaOnevisionAdapter(ModelAdapter):
                 )
 
     # --- structure -------------------------------------------------------------------------
-    def text_config(self):
-        return self.model.config.text_config
-
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
-
-    def decoder_layers(self) -> list[nn.Module]:
-        lm = self.language_model()
-        return list(lm.layers[: lm.config.num_hidden_layers])
 
     def frame_feature_module(self) -> nn.Module:
         return self.model.model.multi_modal_projector

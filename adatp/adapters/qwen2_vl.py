@@ -80,15 +80,6 @@ class Qwen2VLAdapter(ModelAdapter):
                 raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling")
 
     # --- structure -------------------------------------------------------------------------
-    def text_config(self):
-        return self.model.config.text_config
-
-    def language_model(self) -> nn.Module:
-        return self.model.model.language_model
-
-    def decoder_layers(self) -> list[nn.Module]:
-        lm = self.language_model()
-        return list(lm.layers[: lm.config.num_hidden_layers])
 
     def vision_modules(self) -> tuple[nn.Module, nn.Module]:
         visual = self.model.model.visual

@@ -320,3 +320,25 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
     except ConfigError as exc:
         raise ConfigError(f"method spec {spec!r}: {exc}") from None
     return name, options
+
+
+class SegmentReport:
+    """``kept_per_group`` and ``describe`` for methods that keep ``frame_segments`` (T,),
+    ``token_segments`` (N,) and ``segment_budgets`` (FastVID, FlashVID): kept tokens per segment,
+    and the segments as inclusive frame ranges."""
+
+    frame_segments: torch.Tensor
+    token_segments: torch.Tensor
+    segment_budgets: list[int]
+
+    def kept_per_group(self, kept: torch.Tensor) -> list[int]:
+        segs = self.token_segments.to(kept.device)
+        return torch.bincount(segs[kept], minlength=int(self.frame_segments.max()) + 1).tolist()
+
+    def describe(self) -> dict[str, Any]:
+        sizes = torch.bincount(self.frame_segments.cpu()).tolist()
+        ranges, start = [], 0
+        for size in sizes:
+            ranges.append((start, start + size - 1))
+            start += size
+        return {"segments": ranges, "segment_budgets": list(self.segment_budgets)}

@@ -55,13 +55,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from adatp.errors import ConfigError, InputError
-from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan, TargetConfig, register_method
+from adatp.methods.base import (
+    PrefillContext, PruningMethod, SegmentReport, Selection, StagePlan, TargetConfig, register_method,
+)
 from adatp.ops.budgets import allocate_segment_budgets
 from adatp.ops.schedule import Schedule
 from adatp.ops.segmentation import segment_frames
@@ -263,7 +264,7 @@ class FastVIDConfig(TargetConfig):
 
 
 @register_method
-class FastVID(PruningMethod):
+class FastVID(SegmentReport, PruningMethod):
     name = "fastvid"
     config_class = FastVIDConfig
     config: FastVIDConfig
@@ -304,15 +305,3 @@ class FastVID(PruningMethod):
         )
         kept, merge_into, weights = kept.to(alive.device), merge_into.to(alive.device), weights.to(alive.device)
         return Selection(alive[kept], merge_into, weights)
-
-    def kept_per_group(self, kept: torch.Tensor) -> list[int]:
-        segs = self.token_segments.to(kept.device)
-        return torch.bincount(segs[kept], minlength=int(self.frame_segments.max()) + 1).tolist()
-
-    def describe(self) -> dict[str, Any]:
-        sizes = torch.bincount(self.frame_segments.cpu()).tolist()
-        ranges, start = [], 0
-        for s in sizes:
-            ranges.append((start, start + s - 1))
-            start += s
-        return {"segments": ranges, "segment_budgets": list(self.segment_budgets)}

@@ -61,13 +61,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from adatp.errors import ConfigError
-from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan, TargetConfig, register_method
+from adatp.methods.base import (
+    PrefillContext, PruningMethod, SegmentReport, Selection, StagePlan, TargetConfig, register_method,
+)
 from adatp.methods.fastvid import _top_positions, density_peak_scores
 from adatp.methods.visionzip import dominant_scores
 from adatp.ops.budgets import allocate_segment_budgets
@@ -273,7 +274,7 @@ class FlashVIDConfig(TargetConfig):
 
 
 @register_method
-class FlashVID(PruningMethod):
+class FlashVID(SegmentReport, PruningMethod):
     name = "flashvid"
     config_class = FlashVIDConfig
     config: FlashVIDConfig
@@ -316,15 +317,3 @@ class FlashVID(PruningMethod):
             self.config.alpha, self.config.temporal_threshold, self.config.density_k,
         )
         return Selection(alive[kept.to(alive.device)], merge_into.to(alive.device), weights.to(alive.device))
-
-    def kept_per_group(self, kept: torch.Tensor) -> list[int]:
-        segs = self.token_segments.to(kept.device)
-        return torch.bincount(segs[kept], minlength=int(self.frame_segments.max()) + 1).tolist()
-
-    def describe(self) -> dict[str, Any]:
-        sizes = torch.bincount(self.frame_segments.cpu()).tolist()
-        ranges, start = [], 0
-        for s in sizes:
-            ranges.append((start, start + s - 1))
-            start += s
-        return {"segments": ranges, "segment_budgets": list(self.segment_budgets)}
