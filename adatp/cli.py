@@ -360,7 +360,8 @@ def env() -> None:
     width = max(map(len, info))
     for name, version in info.items():
         tested = TESTED.get(name)
-        note = "" if tested is None or version is None else ("  (tested)" if version == tested else f"  (tested: {tested})")
+        same = version is not None and version.split("+")[0] == tested  # 2.13.0+cpu is 2.13.0
+        note = "" if tested is None or version is None else ("  (tested)" if same else f"  (tested: {tested})")
         out.print(f"{name:<{width}}  {version or 'not installed'}{note}", highlight=False)
     out.print(f"{'devices':<{width}}  {accelerator()}", highlight=False)
 
