@@ -178,3 +178,26 @@ def test_env_prints_the_versions_for_bug_reports():
     assert lines["adatp"].strip() == adatp.__version__
     assert lines["torch"].startswith(torch.__version__.split("+")[0])
     assert "transformers" in lines and "devices" in lines
+
+
+def test_a_damaged_adatp_tiny_build_is_rebuilt(tmp_path):
+    """The real built-in model: its weights file cut short in the cache -> a warning and a rebuild
+    from the base (linked, not copied) that equals the original build."""
+    from adatp.organism.build import BASE_NAME, MODEL_NAME, adatp_tiny_dir
+    from adatp.organism.parts import sha256
+
+    source = adatp_tiny_dir()  # the shared cache: built once (downloads the parts on first use)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / BASE_NAME).symlink_to(source.parent / BASE_NAME, target_is_directory=True)
+    shutil.copytree(source, cache / MODEL_NAME)
+    weights = cache / MODEL_NAME / "model.safetensors"
+    want = sha256(weights)
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    with pytest.warns(UserWarning, match=r"cannot be trusted \(model.safetensors has \d+ bytes"):
+        rebuilt = adatp_tiny_dir(cache)
+    assert rebuilt == cache / MODEL_NAME and sha256(weights) == want
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # intact now: no warning, no rebuild
+        assert adatp_tiny_dir(cache) == rebuilt
