@@ -21,6 +21,10 @@ from tests.fixtures.record_qwen_processor import NAMES, make_frames, pixel_summa
 FIXTURE = Path(__file__).parent / "fixtures" / "qwen_processor.json"
 DATA = json.loads(FIXTURE.read_text(encoding="utf-8"))
 CASES = {c["name"]: c for c in DATA["cases"]}
+#: what AutoProcessor.from_pretrained loaded from each tiny directory when the fixture was recorded
+PROCESSORS = {"qwen2-vl-7b-instruct": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
+              "qwen2.5-vl-7b-instruct": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
+              "qwen3-vl-8b-instruct": ("Qwen3VLProcessor", "Qwen3VLVideoProcessor")}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,13 @@ def _inputs(qwen_dirs, name: str, case: str):
     frames = make_frames(c["seed"], c["frames"], c["height"], c["width"])
     assert sha256(frames) == rec["frames_sha256"], "the seeded frames changed (numpy?): re-record the fixture"
     return adatp.prepare_inputs(qwen_dirs[name], frames, DATA["question"], fps=c["fps"]), rec
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fixture_comes_from_the_family_processor(name):
+    rec = DATA["records"][name]
+    assert (rec["processor_class"], rec["video_processor_class"]) == PROCESSORS[name]
+    assert DATA["versions"]["transformers"] == "5.23.0" and "torchvision" in DATA["versions"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
