@@ -53,7 +53,7 @@ class QwenVideoSettings:
     min_pixels: int
     max_pixels: int
     fps: float
-    pixels: VideoPreprocessConfig  # rescale / normalise / resample (its size is set per video)
+    pixels: VideoPreprocessConfig  # rescale / normalise / resample (its size is unused: smart_resize sizes each video)
 
 
 def load_qwen_settings(model_dir: str | os.PathLike[str], config: Any) -> QwenVideoSettings:
