@@ -8,24 +8,29 @@ normalise, then cut into ``temporal_patch_size x patch_size x patch_size`` patch
 ``(t, h/merge, w/merge, merge, merge)``: ``pixel_values_videos`` (t*H*W, 3*tp*p*p) and
 ``video_grid_thw`` [[t, H, W]] in patches.
 
-The resize is PIL's bicubic (antialiased) on uint8 frames; transformers' fast processors resize
-with torchvision, whose bicubic kernel rounds differently: pixel values can differ by a few uint8
-levels there, while sizes, grids, token counts and layout are identical.
+Pixels follow transformers' torchvision backend step by step, with torch alone: the uint8 frames
+(T, 3, H, W) are resized by ``torch.nn.functional.interpolate`` as ``torchvision.transforms.v2.functional.resize``
+calls it (bicubic with antialias straight on uint8 on the CPU; skipped when the size is unchanged),
+then rescale and normalise are fused as ``(x - mean / rescale_factor) / (std / rescale_factor)`` in
+float32. Compared with the processors themselves (tests/fixtures/qwen_processor.json, recorded with
+torchvision, docs/families.md) ids, grids and timing are equal and pixels equal to the last bit.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from adatp.errors import ConfigError, VideoError
-from adatp.video.preprocess import CONFIG_FILES, VideoPreprocessConfig, _read_json, preprocess_frames
+from adatp.video.preprocess import CONFIG_FILES, VideoPreprocessConfig, _read_json
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 #: transformers 5.23 class defaults of the video processors, used for keys a checkpoint omits.
@@ -48,7 +53,7 @@ class QwenVideoSettings:
     min_pixels: int
     max_pixels: int
     fps: float
-    pixels: VideoPreprocessConfig  # rescale / normalise / resample (its size is set per video)
+    pixels: VideoPreprocessConfig  # rescale / normalise / resample (its size is unused: smart_resize sizes each video)
 
 
 def load_qwen_settings(model_dir: str | os.PathLike[str], config: Any) -> QwenVideoSettings:
@@ -136,6 +141,42 @@ def patchify(pixels: torch.Tensor, patch: int, merge: int, temporal: int) -> tup
     return x.reshape(t * gh * gw, channels * temporal * patch * patch), [t, gh, gw]
 
 
+def _native_uint8(resample: str) -> bool:
+    """Whether torchvision resizes uint8 CPU frames without a float round trip (``_do_native_uint8_resize_on_cpu``)."""
+    if resample == "bilinear":  # torchvision 0.29: its vectorised uint8 kernel only
+        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+    return True  # bicubic; nearest is exact on uint8
+
+
+def resize_video(video: torch.Tensor, size: tuple[int, int], resample: str = "bicubic") -> torch.Tensor:
+    """(T, 3, H, W) uint8 -> (T, 3, h, w) uint8, as torchvision's tensor ``resize`` with antialias on the CPU.
+
+    ``resample``: "bicubic" / "bilinear" (antialiased) or "nearest" (torchvision's NEAREST_EXACT, which
+    transformers maps PIL's NEAREST to). The frames are returned as they are when (h, w) == (H, W).
+    """
+    if tuple(video.shape[-2:]) == tuple(size):
+        return video
+    mode = {"nearest": "nearest-exact"}.get(resample, resample)
+    smooth = mode in ("bilinear", "bicubic")
+    kwargs = dict(size=list(size), mode=mode, align_corners=False if smooth else None, antialias=smooth)
+    if _native_uint8(resample):
+        return F.interpolate(video, **kwargs)
+    out = F.interpolate(video.to(torch.float32), **kwargs)
+    return out.round_().to(torch.uint8)
+
+
+def rescale_and_normalize(video: torch.Tensor, cfg: VideoPreprocessConfig) -> torch.Tensor:
+    """(T, 3, h, w) uint8 -> float32, as transformers' torchvision backend: rescale folded into mean/std."""
+    if cfg.do_normalize:
+        mean, std = torch.tensor(cfg.image_mean), torch.tensor(cfg.image_std)
+        if cfg.do_rescale:
+            mean, std = mean * (1.0 / cfg.rescale_factor), std * (1.0 / cfg.rescale_factor)
+        return (video.to(torch.float32) - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+    if cfg.do_rescale:
+        return video * cfg.rescale_factor
+    return video.to(torch.float32)
+
+
 def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3))."""
     num_frames, height, width = frames.shape[:3]
@@ -145,8 +186,11 @@ def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[
                                   settings.min_pixels, settings.max_pixels)
     else:
         size = smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
-    cfg = VideoPreprocessConfig(**{**settings.pixels.__dict__, "size": size})
-    pixels = preprocess_frames(frames, cfg)  # (T, 3, h, w)
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
+    cfg = settings.pixels
+    if cfg.do_resize:
+        video = resize_video(video, size, cfg.resample)
+    pixels = rescale_and_normalize(video, cfg)  # (T, 3, h, w)
     patches, grid = patchify(pixels, settings.patch_size, settings.merge_size, settings.temporal_patch_size)
     return patches, torch.tensor([grid])
 
