@@ -172,7 +172,7 @@ class AdaTPModel(lmms):
         letters), a teacher-forced ``generate()`` for longer ones."""
         from tqdm import tqdm
 
-        first_step: dict[tuple, tuple[torch.Tensor, dict]] = {}
+        first_step: dict[tuple, torch.Tensor] = {}  # the first step's logits of the last (doc, context)
         results = []
         for request in tqdm(requests, desc="adatp loglikelihood", disable=self.rank != 0):
             context, continuation, doc_to_visual, doc_id, task, split = request.args
@@ -185,8 +185,8 @@ class AdaTPModel(lmms):
                 if key not in first_step:
                     inputs = self._inputs(context, doc_to_visual(self.task_dict[task][split][doc_id]))
                     logits, _ = self._run(inputs, max_new_tokens=1)
-                    first_step = {key: (logits[0], inputs)}  # one doc's context at a time
-                logits = first_step[key][0]
+                    first_step = {key: logits[0]}
+                logits = first_step[key]
                 logprobs = torch.log_softmax(logits, dim=-1)
                 results.append((float(logprobs[target[0]]), int(logits.argmax()) == target[0]))
                 continue

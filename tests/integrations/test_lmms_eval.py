@@ -97,3 +97,44 @@ def test_lmms_eval_answers_equal_adatp_eval_mcq(model_dir, tmp_path):
         assert counts["adatp_flops_visual_ratio"] == row["flops_visual_ratio"]
         assert counts["adatp_flops_full_ratio"] == row["flops_full_ratio"]
         assert counts["adatp_num_visual"] == row["num_visual"]
+
+
+def _instance(request_type, arguments):
+    from lmms_eval.api.instance import Instance
+
+    return Instance(request_type=request_type, arguments=arguments, idx=0,
+                    metadata={"task": "t", "doc_id": arguments[3], "repeats": 1})
+
+
+@pytest.mark.parametrize("method", ["adatp", "none"])
+def test_model_loglikelihood_and_free_generation(model_dir, method):
+    """loglikelihood over option letters picks what generate_until's letter rule picks; longer
+    continuations are teacher-forced; free greedy text stops at ``until``; method=none keeps all."""
+    from adatp.integrations.lmms_eval import AdaTPModel
+    from adatp.tasks.jsonl import load_items
+
+    item = load_items(ITEMS)[0]
+    doc = {"video": str(item.video), "options": item.options}
+    model = AdaTPModel(pretrained=str(model_dir), method=method, flops_ratio=0.273, max_frames_num=4, device="cpu")
+    model.task_dict = {"t": {"test": [doc]}}
+    visual = lambda d: [d["video"]]  # noqa: E731
+    context = item.prompt()
+    picked = model.generate_until([_instance("generate_until", (context, {"max_new_tokens": 1, "adatp_options_field": "options"},
+                                                                 visual, 0, "t", "test"))])[0]
+    letters = "ABCD"[:len(item.options)]
+    scores = model.loglikelihood([_instance("loglikelihood", (context, letter, visual, 0, "t", "test")) for letter in letters])
+    assert all(isinstance(lp, float) and lp <= 0 for lp, _ in scores)
+    assert letters[max(range(len(letters)), key=lambda i: scores[i][0])] == picked.text
+    (long_lp, long_greedy), = model.loglikelihood([_instance("loglikelihood", (context, "D. blue", visual, 0, "t", "test"))])
+    assert long_lp <= scores[3][0] + 1e-4 and isinstance(long_greedy, bool)  # log P("D. blue") <= log P("D")
+    free = model.generate_until([_instance("generate_until", (context, {"max_new_tokens": 3, "until": ["\n"]},
+                                                               visual, 0, "t", "test"))])[0]
+    counts = free.token_counts.to_dict()
+    assert 1 <= counts["output_tokens"] <= 3 and "\n" not in free.text
+    assert counts["adatp_method"] == method
+    if method == "none":
+        assert counts["adatp_kept_tokens"] == counts["adatp_num_visual"] > 0
+        assert counts["adatp_flops_visual_ratio"] == 1.0
+    else:
+        assert counts["adatp_kept_tokens"] < counts["adatp_num_visual"]
+        assert abs(counts["adatp_flops_visual_ratio"] - 0.273) < 0.02
