@@ -1,5 +1,6 @@
-"""The lmms-eval plug-in: ``--model adatp`` through the entry point, the local task ``adatp_mcq``, and
-lmms-eval's per-item answers equal to ``adatp eval mcq``'s on the same model, items and target.
+"""The lmms-eval plug-in: ``--model adatp`` through the entry point, the local task ``adatp_mcq``,
+lmms-eval's per-item answers equal to ``adatp eval mcq``'s on the same model, items and target, and
+the plug-in's answer equal to the harness's on every family (tiny random checkpoints).
 
 Skipped where lmms-eval is not installed (the core profile); it needs ``pip install "adatp[lmms-eval]"``.
 """
@@ -16,6 +17,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("lmms_eval")
+
+import adatp  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from ..families import FAMILIES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = REPO / "examples" / "mcq" / "needle-test.jsonl"
@@ -138,3 +144,38 @@ def test_model_loglikelihood_and_free_generation(model_dir, method):
     else:
         assert counts["adatp_kept_tokens"] < counts["adatp_num_visual"]
         assert abs(counts["adatp_flops_visual_ratio"] - 0.273) < 0.02
+
+
+@pytest.fixture(scope="module", params=[f[0] for f in FAMILIES])
+def family_dir(request, tmp_path_factory):
+    """A tiny random-weight checkpoint directory of each family adatp supports (tests/families)."""
+    from adatp.models.tiny import build_tiny
+
+    _, name, overrides = next(f for f in FAMILIES if f[0] == request.param)
+    return build_tiny(name, tmp_path_factory.mktemp(request.param) / "model", seed=0, **overrides)
+
+
+def test_every_family_answers_as_adatp_eval_mcq(family_dir):
+    """On each family the plug-in's answer and kept tokens equal the harness's (answer_item)."""
+    from adatp.eval.harness import RunSpec, answer_item
+    from adatp.inputs import prepare_inputs
+    from adatp.integrations.lmms_eval import AdaTPModel
+    from adatp.pipeline import load_model
+    from adatp.tasks.jsonl import load_items
+    from adatp.tasks.mcq import LETTERS, letter_token_ids
+
+    item = load_items(ITEMS)[0]
+    frames = adatp.read_video(item.video, num_frames=4)  # the plug-in's max_frames_num
+    reference_model = load_model(family_dir)
+    inputs = dict(prepare_inputs(family_dir, frames, item.prompt()))
+    tokenizer = AutoTokenizer.from_pretrained(family_dir)
+    expected = answer_item(reference_model, inputs, RunSpec("adatp", (("retention", 0.3),)),
+                           letter_token_ids(tokenizer), len(item.options))
+    model = AdaTPModel(pretrained=str(family_dir), method="adatp", retention=0.3, max_frames_num=4, device="cpu")
+    model.task_dict = {"t": {"test": [{"video": str(item.video), "options": item.options}]}}
+    out = model.generate_until([_instance("generate_until", (item.prompt(), {"max_new_tokens": 1, "adatp_options_field": "options"},
+                                                              lambda d: [d["video"]], 0, "t", "test"))])[0]
+    counts = out.token_counts.to_dict()
+    assert out.text == LETTERS[expected["predicted"]]
+    assert counts["adatp_kept_tokens"] == expected["kept_final"] < expected["num_visual"]
+    assert counts["adatp_flops_visual_ratio"] == expected["flops_visual_ratio"]
