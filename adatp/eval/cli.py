@@ -58,7 +58,8 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from adatp.eval.harness import paired_comparisons, summarize, summary_to_dict
+    from adatp.environment import run_versions
+    from adatp.eval.harness import method_config, paired_comparisons, summarize, summary_to_dict
 
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -72,9 +73,9 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
     summaries = {spec: summarize(rows, by) for spec, rows in run.results.items()}
     comparisons = paired_comparisons(run.results, paired) if paired is not None else None
     if as_json:
-        payload = {**header,
+        payload = {**header, "model_identity": run.model_info, "versions": run_versions(),
                    "runs": [{"method": s.method, "spec": s.name, **s.options, "results_file": str(run.path(s)),
-                             **summary_to_dict(v)} for s, v in summaries.items()],
+                             "method_config": method_config(s), **summary_to_dict(v)} for s, v in summaries.items()],
                    "skipped": [{"method": s.method, "spec": s.name, **s.options, "reason": why} for s, why in run.skipped.items()],
                    "bad_items": [{"id": b.item_id, "reason": b.reason} for b in run.bad_items]}
         if comparisons is not None:

@@ -154,6 +154,7 @@ class EvalRun:
     bad_items: list[BadItem] = field(default_factory=list)
     rank: int = 0
     world_size: int = 1
+    model_info: dict[str, str] = field(default_factory=dict)  # directory, identity, config hash
 
     @property
     def split(self) -> str:  # the needle benchmark's name for the task
@@ -256,9 +257,11 @@ def run_items(
     load_model_config(model_dir)
     model_info = model_record(model_dir)
     headers = {spec: make_header(model_info, {"benchmark": benchmark, "task": task, "method": spec.method,
-                                              "spec": spec.name, "options": spec.options, "dtype": dtype,
+                                              "spec": spec.name, "options": spec.options,
+                                              "method_config": method_config(spec), "dtype": dtype,
                                               "device": device, "frames": num_frames, **(run_info or {})})
                for spec in specs}
+    run.model_info = model_info
     done: dict[RunSpec, dict[str, dict[str, Any]]] = {}
     for spec in specs:  # the run's file and every process's file: nothing is redone or counted twice
         done[spec] = {}
@@ -324,6 +327,19 @@ def run_items(
             found = done[spec]
         run.results[spec] = [found[i] for i in wanted if i in found and i in wanted_set]
     return run
+
+
+def method_config(spec: RunSpec) -> dict[str, Any]:
+    """Every option of the run's method as it runs: the defaults with the spec's values (seeds
+    included), so a results file says exactly what was run."""
+    import dataclasses
+
+    from adatp.methods.base import build_method
+
+    if spec.method == "none":
+        return {}
+    config = build_method(spec.method, **spec.options).config
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def _row(item: MCQItem, spec: RunSpec, answer: dict[str, Any], rows: RowFormat) -> dict[str, Any]:

@@ -50,6 +50,11 @@ def test_eval_mcq_end_to_end_with_a_bad_item(tiny_model_dir, items_file, tmp_pat
     assert "skipped item gone" in res.stderr and "video file not found" in res.stderr
     payload = json.loads(res.stdout)
     assert [r["spec"] for r in payload["runs"]] == ["none", "adatp"]
+    assert payload["versions"]["transformers"] and len(payload["model_identity"]["config_sha256"]) == 16
+    assert payload["runs"][1]["method_config"]["alpha"] == 1.0  # every option, defaults included
+    header = json.loads((tmp_path / tiny_model_dir.name / "items" / "adatp_flops0.5.jsonl").read_text().splitlines()[0])
+    assert header["run"]["method_config"] == payload["runs"][1]["method_config"]
+    assert header["model"] == payload["model_identity"] and header["run"]["options"] == {"flops_ratio": 0.5}
     assert payload["bad_items"][0]["id"] == "gone"
     for run in payload["runs"]:
         assert run["overall"]["total"] == 6 and set(run["by_kind"]) == {"colour", "shape"}
