@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from adatp.video.synthetic import write_synthetic_video

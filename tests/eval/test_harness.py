@@ -8,7 +8,6 @@ import pytest
 
 from adatp.errors import ConfigError
 from adatp.eval.harness import RunSpec, build_specs, run_needle, summarize
-from adatp.eval.results import read_results, read_results_file
 
 
 def test_build_specs_runs_none_once_and_checks_targets():
