@@ -298,7 +298,7 @@ def run_items(
                 todo = []
             if todo and dtype != "float32":
                 inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-            with reuse_outputs(adapter.vision_tower()):
+            with reuse_outputs(_vision_tower(adapter)):
                 for spec in todo:
                     if spec in run.skipped:
                         continue
@@ -327,6 +327,16 @@ def run_items(
             found = done[spec]
         run.results[spec] = [found[i] for i in wanted if i in found and i in wanted_set]
     return run
+
+
+def _vision_tower(adapter) -> Any:
+    """The module whose output every run on an item can share (the whole vision tower)."""
+    from adatp.errors import UnsupportedModelError
+
+    try:
+        return adapter.vision_modules()[0]
+    except UnsupportedModelError:
+        return adapter.vision_tower()
 
 
 def method_config(spec: RunSpec) -> dict[str, Any]:

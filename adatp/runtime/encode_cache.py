@@ -33,11 +33,15 @@ def _describe(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def reuse_outputs(module: nn.Module) -> Iterator[dict[str, int]]:
+def reuse_outputs(module: nn.Module | None) -> Iterator[dict[str, int]]:
     """Within the block, repeated calls of ``module`` on the same inputs reuse the first output.
 
     Yields a counter ``{"computed": n, "reused": m}``. On exit the module's own ``forward`` is back.
+    ``module`` None (a family that names no tower) reuses nothing.
     """
+    if module is None:
+        yield {"computed": 0, "reused": 0}
+        return
     had_own = "forward" in module.__dict__
     own = module.__dict__.get("forward")
     original = module.forward
