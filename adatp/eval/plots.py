@@ -20,8 +20,10 @@ def plot_accuracy_vs_flops(summaries: dict, path: str | Path) -> Path:
     for spec, s in summaries.items():
         acc = s["overall"]
         lines.setdefault(spec.name, []).append((s["flops_visual_ratio"], acc.value, acc.low, acc.high))
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for method, points in sorted(lines.items()):
+    fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120)
+    # More runs than tab10 has colours would repeat them: tab20 then, and AdaTP drawn thick.
+    colours = plt.get_cmap("tab10" if len(lines) <= 11 else "tab20").colors
+    for i, (method, points) in enumerate(sorted(lines.items())):
         points.sort()
         x = [p[0] for p in points]
         y = [100 * p[1] for p in points]
@@ -29,12 +31,13 @@ def plot_accuracy_vs_flops(summaries: dict, path: str | Path) -> Path:
         if method == "none":
             ax.axhline(y[0], color="black", linestyle="--", linewidth=1, label="none (vanilla)")
             continue
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method, color=colours[i % len(colours)],
+                    linewidth=2.5 if method == "adatp" else 1.2, zorder=3 if method == "adatp" else 2)
     ax.set_xlabel("visual FLOPs ratio vs vanilla")
     ax.set_ylabel("accuracy (%)")
     ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
