@@ -180,6 +180,7 @@ def mcq(
     """Accuracy on your own multiple-choice video questions, per method and target, resumable."""
     from adatp.eval.harness import MCQ_ROWS, run_items
     from adatp.tasks.jsonl import load_items
+    from adatp.tasks.mcq import MCQItem
 
     specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
     _check_device_dtype(device, dtype)
@@ -187,7 +188,7 @@ def mcq(
         raise ConfigError(f"--frames must be >= 1, got {frames}")
     fields = tuple(f.strip() for f in (by or "").split(",") if f.strip())
     loaded = load_items(items, start=start, count=count)
-    known = {k for item in loaded if hasattr(item, "metadata") for k in item.metadata}
+    known = {k for item in loaded if isinstance(item, MCQItem) for k in item.metadata}
     unknown = [f for f in fields if f not in known]
     if unknown:
         raise ConfigError(f"--by {','.join(unknown)}: no item has that field; fields: {', '.join(sorted(known)) or 'none'}")

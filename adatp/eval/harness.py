@@ -10,6 +10,7 @@ killed run loses nothing; a rerun skips the items already there (a torn last lin
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from adatp.errors import ConfigError
-from adatp.eval.results import REQUIRED, append_line, make_header, model_record, open_results
+from adatp.eval.results import REQUIRED, append_line, make_header, model_record, open_results, replace_lines
 from adatp.eval.stats import accuracy, grouped_accuracy
 from adatp.tasks.mcq import LETTERS, BadItem, MCQItem, letter_token_ids
 
@@ -156,10 +157,6 @@ class EvalRun:
     world_size: int = 1
     model_info: dict[str, str] = field(default_factory=dict)  # directory, identity, config hash
 
-    @property
-    def split(self) -> str:  # the needle benchmark's name for the task
-        return self.task
-
     def path(self, spec: RunSpec) -> Path:
         return self.out_dir / self.model_dir.name / self.task / f"{spec.slug}.jsonl"
 
@@ -172,13 +169,8 @@ class EvalRun:
         return sorted(folder.glob(f"{spec.slug}.rank*.jsonl")) if folder.is_dir() else []
 
 
-NeedleRun = EvalRun  # the name before other tasks existed
-
-
 def _distributed() -> tuple[int, int]:
     """(rank, world size) under ``accelerate launch`` / ``torchrun`` (their environment), else (0, 1)."""
-    import os
-
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     return (int(os.environ.get("RANK", "0") or 0), world) if world > 1 else (0, 1)
 
@@ -194,8 +186,6 @@ def _barrier(world_size: int) -> None:
 
 def _merge_shards(run: EvalRun, spec: RunSpec, header: dict[str, Any], rows: RowFormat) -> None:
     """Fold every process's file into the run's file (each item once), atomically; then drop them."""
-    import os
-
     shards = run.shard_paths(spec)
     if not shards:
         return
@@ -203,14 +193,7 @@ def _merge_shards(run: EvalRun, spec: RunSpec, header: dict[str, Any], rows: Row
     for path in [run.path(spec), *shards]:
         for row in open_results(path, header, rows.required, create=False):
             merged.setdefault(row[rows.id_key], row)
-    target = run.path(spec)
-    tmp = target.with_name(f".{target.name}.merging")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in [header, *merged.values()]:
-            f.write(json.dumps(line) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)  # complete or not at all; the shards go only after it
+    replace_lines(run.path(spec), [header, *merged.values()])  # the shards go only after it
     for path in shards:
         path.unlink()
 
@@ -248,8 +231,6 @@ def run_items(
     hf_logging.disable_progress_bar()
     rank, world = _distributed()
     if world > 1 and device.startswith("cuda"):
-        import os
-
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"  # one GPU per process
     check_device(device)
     run = EvalRun(Path(model_dir), task, Path(out_dir), specs, rank=rank, world_size=world)
@@ -300,8 +281,6 @@ def run_items(
                 inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
             with reuse_outputs(_vision_tower(adapter)):
                 for spec in todo:
-                    if spec in run.skipped:
-                        continue
                     try:
                         answer = answer_item(model, inputs, spec, letters, len(item.options))
                     except ConfigError as exc:  # e.g. a target the method cannot reach on this model
@@ -317,7 +296,6 @@ def run_items(
         for spec in specs:
             _merge_shards(run, spec, headers[spec], rows)
     _barrier(world)
-    wanted_set = set(wanted)
     for spec in specs:
         if spec in run.skipped:
             continue
@@ -325,7 +303,7 @@ def run_items(
             found = {r[rows.id_key]: r for r in open_results(run.path(spec), headers[spec], rows.required, create=False)}
         else:
             found = done[spec]
-        run.results[spec] = [found[i] for i in wanted if i in found and i in wanted_set]
+        run.results[spec] = [found[i] for i in wanted if i in found]
     return run
 
 

@@ -94,16 +94,25 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return read_results_file(path)[1]
 
 
-def append_line(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line and fsync it before returning."""
+def _write_lines(path: Path, rows: Iterable[dict[str, Any]], mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    with open(path, mode, encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
         f.flush()
         os.fsync(f.fileno())
 
 
-append_result = append_line
+def append_line(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line and fsync it before returning."""
+    _write_lines(path, [row], "a")
+
+
+def replace_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as the whole of ``path`` atomically: a fsynced temporary sibling, renamed
+    onto it, so a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.partial")
+    _write_lines(tmp, rows, "w")
+    os.replace(tmp, path)
 
 
 def model_record(model_dir: Path) -> dict[str, str]:

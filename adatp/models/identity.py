@@ -42,12 +42,11 @@ def _hash_weight_file(digest: "hashlib._Hash", path: Path) -> None:
     size = path.stat().st_size
     digest.update(f"{path.name}\0{size}\0".encode())
     with open(path, "rb") as f:
-        if path.suffix == ".safetensors":
-            digest.update(_safetensors_header(f, size))
-        if size <= WHOLE_FILE_BYTES:
-            f.seek(0)
+        if size <= WHOLE_FILE_BYTES:  # every byte, the header included
             digest.update(f.read())
             return
+        if path.suffix == ".safetensors":
+            digest.update(_safetensors_header(f, size))
         step = max(size // SAMPLE_BLOCKS, 1)
         for offset in range(0, size, step)[:SAMPLE_BLOCKS]:
             f.seek(offset)

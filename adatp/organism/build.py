@@ -151,7 +151,8 @@ def assemble(onnx_path: Path, gguf_path: Path, seed: int = 0, step: Step | None 
     return model, tokenizer
 
 
-def _write_model_dir(out: Path, model, tokenizer, marker: dict[str, Any]) -> None:
+def _write_model_dir(out: Path, model, tokenizer) -> None:
+    """The model directory's files; the caller then calls :func:`_finish` with the marker."""
     with _quiet():
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -161,7 +162,6 @@ def _write_model_dir(out: Path, model, tokenizer, marker: dict[str, Any]) -> Non
     (out / "chat_template.jinja").write_text(LLAVA_ONEVISION_CHAT_TEMPLATE)
     for name, data in _preprocessor_configs(model.config).items():
         (out / name).write_text(json.dumps(data, indent=2) + "\n")
-    _finish(out, marker)
 
 
 def _finish(out: Path, marker: dict[str, Any]) -> None:
@@ -263,7 +263,8 @@ def base_model_dir(cache_dir: str | os.PathLike[str] | None = None, seed: int = 
     model, tokenizer = assemble(onnx_path, gguf_path, seed, step)
     step("writing the base model")
     with _writable_cache(target), _atomic_dir(target) as tmp:
-        _write_model_dir(tmp, model, tokenizer, {
+        _write_model_dir(tmp, model, tokenizer)
+        _finish(tmp, {
             "format_version": FORMAT_VERSION, "seed": seed, "trained": False,
             "parts": {"dinov2_onnx": sha256(onnx_path), "smollm2_gguf": sha256(gguf_path)},
             "note": "adatp-tiny base: pretrained DINOv2-S/14 + SmolLM2-135M-Instruct, UNTRAINED projector",
@@ -330,11 +331,11 @@ def adatp_tiny_dir(cache_dir: str | os.PathLike[str] | None = None, step: Step |
                 "relevance scorer trained by `adatp organism train` (shipped in adatp/organism/weights)",
     }
     with _writable_cache(target), _atomic_dir(target) as tmp:
-        _write_model_dir(tmp, model, tokenizer, marker)
+        _write_model_dir(tmp, model, tokenizer)
         if scorer_state:
             sizes = json.loads((WEIGHTS_DIR / "relevance.json").read_text())
             scorer = TextFrameScorer(**sizes)
             scorer.load_state_dict(scorer_state)
             scorer.save(tmp)
-            _finish(tmp, marker)  # again, so the scorer's files are hashed too
+        _finish(tmp, marker)  # last, over every file written
     return target
