@@ -52,7 +52,7 @@ def _specs(method: str | None, methods: str | None, flops_ratio: str | None, flo
 
 def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str, ...],
               columns: dict[str, tuple[str, ...] | None], header: dict, as_json: bool,
-              markdown: Path | None, plot: Path | None, paired: str | None) -> None:
+              markdown: Path | None, plot: Path | None, paired: str | None, paired_by: str | None = None) -> None:
     """Run (with a progress bar), then print the table or JSON, the skipped runs and bad items, and
     write the Markdown and the plot. Under ``accelerate launch`` only process 0 prints and writes."""
     from rich.console import Console
@@ -72,6 +72,7 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
         return
     summaries = {spec: summarize(rows, by) for spec, rows in run.results.items()}
     comparisons = paired_comparisons(run.results, paired) if paired is not None else None
+    by_group = paired_comparisons(run.results, paired, by=paired_by) if paired is not None and paired_by else None
     if as_json:
         payload = {**header, "model_identity": run.model_info, "versions": run_versions(),
                    "runs": [{"method": s.method, "spec": s.name, **s.options, "results_file": str(run.path(s)),
@@ -80,17 +81,20 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
                    "bad_items": [{"id": b.item_id, "reason": b.reason} for b in run.bad_items]}
         if comparisons is not None:
             payload["paired"] = comparisons
+        if by_group is not None:
+            payload["paired_by_group"] = by_group
         typer.echo(json.dumps(payload, indent=2))
     else:
         _print_table(summaries, title, columns)
         for spec, why in run.skipped.items():
             console.print(f"[yellow]skipped[/] {spec.label}: {why}")
-        if comparisons is not None:
-            typer.echo(paired_markdown(comparisons))
+        for table in (comparisons, by_group):
+            if table is not None:
+                typer.echo(paired_markdown(table))
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         text = markdown_table(summaries, run.skipped, title, columns)
-        markdown.write_text(text + ("\n" + paired_markdown(comparisons) if comparisons is not None else ""))
+        markdown.write_text(text + "".join("\n" + paired_markdown(t) for t in (comparisons, by_group) if t is not None))
         console.print(f"markdown: {markdown}")
     if plot is not None:
         from adatp.eval.plots import plot_accuracy_vs_flops
@@ -108,10 +112,19 @@ PlotOpt = Annotated[Path | None, typer.Option(help="write accuracy vs FLOPs rati
 MarkdownOpt = Annotated[Path | None, typer.Option(help="also write the table as Markdown to this file")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 PairedOpt = Annotated[str | None, typer.Option(help="also compare this method, item by item, with every other run "
-                                                    "at its target (exact McNemar test)")]
+                                                    "at its target (exact McNemar test, Holm-adjusted)")]
+PairedByOpt = Annotated[str | None, typer.Option(help="also make the --paired comparisons within each value of this "
+                                                      "field (e.g. shot_type), Holm-adjusted together")]
 ModelOpt = Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under accelerate launch: cuda = one GPU per process)")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16")]
+
+
+def _check_paired_by(paired: str | None, paired_by: str | None, fields: set[str]) -> None:
+    if paired_by is not None and paired is None:
+        raise ConfigError("--paired-by needs --paired METHOD")
+    if paired_by is not None and paired_by not in fields:
+        raise ConfigError(f"--paired-by {paired_by}: not a field of these items; fields: {', '.join(sorted(fields))}")
 
 
 def _check_device_dtype(device: str, dtype: str) -> None:
@@ -132,28 +145,36 @@ def needle(
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
     count: Annotated[int, typer.Option(help="items to evaluate")] = 100,
     start: Annotated[int, typer.Option(help="first item index")] = 0,
+    shots: Annotated[str, typer.Option(help="single (the original items), multi (2-4 shots, hard cuts) or mixed "
+                                            "(alternating: item i//2 of each)")] = "single",
     out: Annotated[Path, typer.Option(help="results directory (JSONL per run, resumable)")] = Path("results/needle"),
     plot: PlotOpt = None,
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
     paired: PairedOpt = None,
+    paired_by: PairedByOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
 ) -> None:
     """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
     from adatp.eval.harness import run_needle
+    from adatp.tasks.needle import SHOT_CHOICES, SHOT_TYPES
 
     specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
     _check_device_dtype(device, dtype)
+    if shots not in SHOT_CHOICES:
+        raise ConfigError(f"--shots {shots!r}: choose {', '.join(SHOT_CHOICES)}")
+    _check_paired_by(paired, paired_by, {"kind", "position", "shot_type"})
     model_dir = model if model is not None else default_model_dir()
     _evaluate(
-        lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, out_dir=out, on_item=on_item,
-                                   dtype=dtype, device=device),
+        lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, shots=shots, out_dir=out,
+                                   on_item=on_item, dtype=dtype, device=device),
         total=count, description=f"needle {split} x {len(specs)} runs",
-        title=f"needle-in-video, {split} split, items {start}-{start + count - 1}, {model_dir.name}",
-        by=("kind", "position"), columns={"position": POSITION_COLUMNS, "kind": None},
-        header={"model": str(model_dir), "split": split, "count": count},
-        as_json=as_json, markdown=markdown, plot=plot, paired=paired)
+        title=f"needle-in-video, {split} split, items {start}-{start + count - 1} ({shots}-shot), {model_dir.name}",
+        by=("kind", "position", "shot_type"),
+        columns={"position": POSITION_COLUMNS, **({"shot_type": SHOT_TYPES} if shots == "mixed" else {}), "kind": None},
+        header={"model": str(model_dir), "split": split, "count": count, "shots": shots},
+        as_json=as_json, markdown=markdown, plot=plot, paired=paired, paired_by=paired_by)
 
 
 @app.command()
@@ -174,6 +195,7 @@ def mcq(
     markdown: MarkdownOpt = None,
     as_json: JsonOpt = False,
     paired: PairedOpt = None,
+    paired_by: PairedByOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
 ) -> None:
@@ -192,6 +214,7 @@ def mcq(
     unknown = [f for f in fields if f not in known]
     if unknown:
         raise ConfigError(f"--by {','.join(unknown)}: no item has that field; fields: {', '.join(sorted(known)) or 'none'}")
+    _check_paired_by(paired, paired_by, known)
     model_dir = model if model is not None else default_model_dir()
     task = items.stem
     _evaluate(
@@ -201,7 +224,7 @@ def mcq(
         total=len(loaded), description=f"{items.name} x {len(specs)} runs",
         title=f"{items.name}, {len(loaded)} items, {model_dir.name}", by=fields, columns={f: None for f in fields},
         header={"model": str(model_dir), "items_file": str(items), "count": len(loaded)},
-        as_json=as_json, markdown=markdown, plot=plot, paired=paired)
+        as_json=as_json, markdown=markdown, plot=plot, paired=paired, paired_by=paired_by)
 
 
 @app.command("export-needle")
@@ -210,6 +233,7 @@ def export_needle(
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
     count: Annotated[int, typer.Option(help="items to export")] = 10,
     start: Annotated[int, typer.Option(help="first item index")] = 0,
+    shots: Annotated[str, typer.Option(help="single, multi or mixed (as in `adatp eval needle`)")] = "single",
 ) -> None:
     """Write needle items as mp4 clips and a JSONL for `adatp eval mcq` (or lmms-eval)."""
     from adatp.tasks.needle import SPLITS, export_jsonl
@@ -218,7 +242,7 @@ def export_needle(
         raise ConfigError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     if count < 1 or start < 0:
         raise ConfigError(f"--count must be >= 1 and --start >= 0, got {count} and {start}")
-    typer.echo(str(export_jsonl(split, count, out, start=start)))
+    typer.echo(str(export_jsonl(split, count, out, start=start, shots=shots)))
 
 
 def _columns(summaries, columns: dict[str, tuple[str, ...] | None]) -> list[tuple[str, str]]:
@@ -262,13 +286,17 @@ def markdown_table(summaries, skipped, title: str, columns) -> str:
 
 
 def paired_markdown(comparisons: list[dict]) -> str:
-    """The paired comparisons as a Markdown table (p-values uncorrected for the number of tests)."""
-    lines = ["Paired, item by item (exact McNemar test, two-sided, uncorrected for the number of tests):", "",
-             "| method | against | items | right only with method | right only with the other | p |",
-             "|---|---|---|---|---|---|"]
+    """The paired comparisons as a Markdown table: exact McNemar p, and Holm-adjusted over every
+    comparison in the table."""
+    grouped = any("group" in c for c in comparisons)
+    lines = [f"Paired, item by item (exact McNemar test, two-sided; Holm: adjusted over the {len(comparisons)} "
+             "comparisons of this table):", "",
+             "| " + ("items | " if grouped else "") + "method | against | items | right only with method "
+             "| right only with the other | p | p (Holm) |",
+             "|" + "---|" * (8 if grouped else 7)]
     for c in comparisons:
-        lines.append(f"| {c['method']} | {c['against']} | {c['items']} | {c['only_method']} | {c['only_other']} "
-                     f"| {c['p_mcnemar']:.2g} |")
+        lines.append("| " + (f"{c.get('group', 'all')} | " if grouped else "") + f"{c['method']} | {c['against']} "
+                     f"| {c['items']} | {c['only_method']} | {c['only_other']} | {c['p_mcnemar']:.2g} | {c['p_holm']:.2g} |")
     return "\n".join(lines) + "\n"
 
 

@@ -120,6 +120,9 @@ def answer_item(model, inputs: dict, spec: RunSpec, letters: list[int], num_choi
         row["flops_visual_ratio"] = round(report.flops.visual_ratio, 5)
         row["flops_full_ratio"] = round(report.flops.full_ratio, 5)
         row["num_visual"] = report.num_visual
+        segments = report.method_info.get("segments")  # the method's video segments, where it has them
+        if segments is not None:
+            row["segments"] = [list(seg) for seg in segments]
     return row
 
 
@@ -256,7 +259,7 @@ def run_items(
             open_results(write_to[spec], headers[spec], rows.required)  # the shard's header
     model = adapter = None
     letters = letter_token_ids(tokenizer)
-    wanted: list[str] = []
+    wanted: dict[str, dict[str, Any]] = {}  # id -> the item's metadata, in item order
     position = -1
     for item in items:
         if isinstance(item, BadItem):
@@ -266,7 +269,7 @@ def run_items(
                 on_item()
             continue
         position += 1
-        wanted.append(item.item_id)
+        wanted[item.item_id] = item.metadata
         todo = [s for s in specs if item.item_id not in done[s] and s not in run.skipped]
         if todo and position % world == rank:
             model = model or load_model(model_dir, dtype=dtype, device=device)
@@ -303,7 +306,8 @@ def run_items(
             found = {r[rows.id_key]: r for r in open_results(run.path(spec), headers[spec], rows.required, create=False)}
         else:
             found = done[spec]
-        run.results[spec] = [found[i] for i in wanted if i in found]
+        # Rows written before an item field existed (e.g. shot_type) take it from the item.
+        run.results[spec] = [{**meta, **found[i]} for i, meta in wanted.items() if i in found]
     return run
 
 
@@ -352,22 +356,24 @@ def run_needle(
     count: int = 100,
     start: int = 0,
     kinds: list[str] | None = None,
+    shots: str = "single",
     out_dir: str | Path = "results/needle",
     on_item: Callable[[], None] | None = None,
     dtype: str = "float32",
     device: str = "cpu",
 ) -> EvalRun:
-    """Evaluate every spec on needle items ``start .. start+count-1`` of ``split``, resuming from disk."""
+    """Evaluate every spec on needle items ``start .. start+count-1`` of ``split`` (``shots``: single,
+    multi or mixed, :func:`adatp.tasks.needle.iter_items`), resuming from disk."""
     from adatp.tasks.needle import SPLITS, iter_items
 
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     if count < 1:
         raise ConfigError(f"--count must be >= 1, got {count}")
-    items = (item.as_mcq() for item in iter_items(split, count, start=start, kinds=kinds))
+    items = (item.as_mcq() for item in iter_items(split, count, start=start, kinds=kinds, shots=shots))
     return run_items(model_dir, specs, items, task=split, benchmark="needle", rows=NEEDLE_ROWS, out_dir=out_dir,
                      on_item=on_item, dtype=dtype, device=device,
-                     run_info={"split": split, "start": start, "count": count})
+                     run_info={"split": split, "start": start, "count": count, "shots": shots})
 
 
 def summarize(rows: list[dict[str, Any]], by: tuple[str, ...] = ("kind", "position")) -> dict[str, Any]:
@@ -400,21 +406,32 @@ def summary_to_dict(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def paired_comparisons(results: dict[RunSpec, list[dict[str, Any]]], method: str) -> list[dict[str, Any]]:
+def paired_comparisons(results: dict[RunSpec, list[dict[str, Any]]], method: str,
+                       by: str | None = None) -> list[dict[str, Any]]:
     """``method`` against every other run at the same target (and against ``none``), on the same
-    items: discordant counts and the exact McNemar p-value (uncorrected for the number of tests)."""
-    from adatp.eval.stats import mcnemar_exact, paired_discordance
+    items: discordant counts, the exact McNemar p-value and its Holm-adjusted value over all the
+    comparisons returned. ``by`` a row field: the same comparisons within each of its values
+    (``group`` in each row), Holm-adjusted over all of them together."""
+    from adatp.eval.stats import holm, mcnemar_exact, paired_discordance
 
     mine = {spec.target: spec for spec in results if spec.name == method}
     if not mine:
         raise ConfigError(f"--paired {method}: no run of {method!r} among {sorted({s.name for s in results})}")
+    groups = sorted({str(r[by]) for rows in results.values() for r in rows if by in r}) if by else [None]
     rows = []
-    for spec in results:
-        if spec.name == method:
-            continue
-        ours = [mine[spec.target]] if spec.target in mine else ([*mine.values()] if spec.method == "none" else [])
-        for own in ours:
-            only_own, only_other, n = paired_discordance(results[own], results[spec])
-            rows.append({"method": own.label, "against": spec.label, "items": n, "only_method": only_own,
-                         "only_other": only_other, "p_mcnemar": mcnemar_exact(only_own, only_other)})
+    for group in groups:
+        def keep(run_rows, group=group):
+            return run_rows if group is None else [r for r in run_rows if str(r.get(by)) == group]
+
+        for spec in results:
+            if spec.name == method:
+                continue
+            ours = [mine[spec.target]] if spec.target in mine else ([*mine.values()] if spec.method == "none" else [])
+            for own in ours:
+                only_own, only_other, n = paired_discordance(keep(results[own]), keep(results[spec]))
+                row = {"method": own.label, "against": spec.label, "items": n, "only_method": only_own,
+                       "only_other": only_other, "p_mcnemar": mcnemar_exact(only_own, only_other)}
+                rows.append(row if group is None else {"group": f"{by}={group}", **row})
+    for row, adjusted in zip(rows, holm([r["p_mcnemar"] for r in rows])):
+        row["p_holm"] = adjusted
     return rows

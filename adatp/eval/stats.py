@@ -71,6 +71,18 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order: the k-th smallest of m is multiplied
+    by m - k (k from 0), then made non-decreasing in that order and capped at 1. A comparison is
+    significant at level a over the whole family when its adjusted p is <= a."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - k) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def _row_id(row: dict) -> str:
     """A result row's item id (``id`` in ``adatp eval mcq`` rows, ``item_id`` in needle rows)."""
     return row["id"] if "id" in row else row["item_id"]

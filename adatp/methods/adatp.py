@@ -21,7 +21,7 @@ from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, StagePlan, TargetConfig, register_method
 from adatp.ops.budgets import allocate_segment_budgets, normalize_relevance, segment_relevance, segment_weights
 from adatp.ops.dedup import duplicate_mask, spatial_redundancy
-from adatp.ops.segmentation import segment_frames
+from adatp.ops.segmentation import segment_frames, segment_ranges
 from adatp.ops.selection import duplicate_last_scores, select_in_segments
 
 
@@ -138,13 +138,8 @@ class AdaTP(PruningMethod):
         return torch.bincount(self.token_segments[kept], minlength=len(self.segment_tokens)).tolist()
 
     def describe(self) -> dict[str, Any]:
-        segs = self.frame_segments.tolist()
-        ranges = []
-        for j in range(len(self.segment_tokens)):
-            frames = [t for t, s in enumerate(segs) if s == j]
-            ranges.append((frames[0], frames[-1]))
         return {
-            "segments": ranges,
+            "segments": segment_ranges(self.frame_segments),
             "segment_tokens": list(self.segment_tokens),
             "segment_relevance": [round(float(r), 6) for r in self.relevance],
             "segment_weights": [round(w, 6) for w in self.weights],

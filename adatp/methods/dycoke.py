@@ -25,10 +25,10 @@ Here (one stage at layer 0, default shape [(0, 1 - 0.75 K)] = [(0, 0.475)]):
   first frame's lowest-norm tokens are dropped, with whatever was merged into them.
   Ties break towards the lower visual index.
 
-Other deviations from the official code: it reads the similarity of the previous pair
-(``similarities[(i - 2) // 2]``, for i = 0 the last pair) when pruning frame i+1, keeps the topk
-order (not raster order) of the kept tokens, and skips the i -> i+2 comparison in the last window;
-here every window follows the rule above. ``pruning_ratio`` only sets the default shape: a
+Other deviations from the official code (KD-TAO/DyCoke since commit 35cc532, which reads
+``similarities[i // 2]`` as here; its first release read the previous pair): it keeps the topk
+order (not raster order) of the kept tokens, and skips the i -> i+2 comparison in the last window
+(so it keeps frame T-2 whole); here every window follows the rule above. ``pruning_ratio`` only sets the default shape: a
 retention / flops_ratio target overrides it.
 """
 

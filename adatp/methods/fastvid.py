@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ from adatp.methods.base import (
 )
 from adatp.ops.budgets import allocate_segment_budgets
 from adatp.ops.schedule import Schedule
-from adatp.ops.segmentation import segment_frames
+from adatp.ops.segmentation import segment_frames, segment_ranges
 
 # --------------------------------------------------------------------------------------------
 # Pure helpers
@@ -305,3 +306,6 @@ class FastVID(SegmentReport, PruningMethod):
         )
         kept, merge_into, weights = kept.to(alive.device), merge_into.to(alive.device), weights.to(alive.device)
         return Selection(alive[kept], merge_into, weights)
+
+    def describe(self) -> dict[str, Any]:
+        return {"segments": segment_ranges(self.frame_segments), "segment_budgets": list(self.segment_budgets)}

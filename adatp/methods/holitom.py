@@ -298,4 +298,5 @@ class HoliTom(PruningMethod):
         return [int(((frame >= s) & (frame <= e)).sum()) for s, e in self.windows]
 
     def describe(self) -> dict[str, Any]:
-        return {"windows": list(self.windows)}
+        # HoliTom's temporal windows are its video segments.
+        return {"windows": list(self.windows), "segments": list(self.windows)}

@@ -22,8 +22,11 @@ Here (one stage before the LLM, default shape [(0, 0.25)]):
 * contextual tokens: official target choice on the frame's remaining tokens in raster order;
   similarity is the cosine of the *projected tokens* (official: vision-encoder keys, which the
   runtime does not capture); each target becomes the plain average of itself and its assigned
-  tokens (``weights=None``, exactly the official ``(sum + target) / count``); argmax ties go to the
-  earlier target.
+  tokens (``weights=None``); argmax ties go to the earlier target. The official code instead adds
+  the mean of the assigned tokens to the target (``target + sum / count``, an unnormalised sum that
+  roughly doubles a merged token's scale); adatp's merging methods all average, so the runtime's
+  merge stays one weighted mean (the kept positions are the official ones: 100 % overlap,
+  docs/methods.md).
 
 Deviations from the official code: per-frame application after pooling/projection instead of per
 image inside the encoder (the merged tokens are projected embeddings, not encoder features);

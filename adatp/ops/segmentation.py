@@ -62,3 +62,12 @@ def segment_frames(
 def segment_sizes(segment_ids: torch.Tensor) -> list[int]:
     """Frames per segment, in segment order. (T,) non-decreasing ids -> list of S ints."""
     return torch.bincount(segment_ids).tolist()
+
+
+def segment_ranges(segment_ids: torch.Tensor) -> list[tuple[int, int]]:
+    """(first, last) frame of each segment. (T,) non-decreasing ids -> list of S pairs."""
+    ranges, first = [], 0
+    for size in segment_sizes(segment_ids):
+        ranges.append((first, first + size - 1))
+        first += size
+    return ranges

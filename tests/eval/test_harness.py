@@ -50,6 +50,25 @@ def test_resume_skips_done_items_and_redoes_a_torn_one(tiny_model_dir, tmp_path)
     assert summary["overall"].total == 5
 
 
+def test_mixed_runs_record_shots_and_segments_and_complete_older_rows(tiny_model_dir, tmp_path):
+    specs = [RunSpec("adatp", (("flops_ratio", 0.3),))]
+    run = run_needle(tiny_model_dir, specs, split="validation", count=2, shots="mixed", out_dir=tmp_path)
+    single, multi = _rows(run.path(specs[0]))
+    assert (single["item_id"], multi["item_id"]) == ("validation-000000-colour", "validation-m000000-colour")
+    assert single["shot_type"] == "single" and single["shots"] == [[0, 15]]
+    assert multi["shot_type"] == "multi" and len(multi["shots"]) == 2 and multi["event_shots"]
+    for row in (single, multi):  # AdaTP's own segments, as frame ranges covering the clip
+        assert row["segments"][0][0] == 0 and row["segments"][-1][1] == 15
+    assert set(summarize(run.results[specs[0]], by=("shot_type",))["by_shot_type"]) == {"single", "multi"}
+    # A row written before shots were recorded gets them from its item, and is not redone.
+    path = run.path(specs[0])
+    header, *rows = path.read_text().splitlines()
+    old = {k: v for k, v in json.loads(rows[0]).items() if k not in ("shot_type", "shots", "event_shots")}
+    path.write_text("\n".join([header, json.dumps(old), rows[1]]) + "\n")
+    again = run_needle(tiny_model_dir, specs, split="validation", count=2, shots="mixed", out_dir=tmp_path)
+    assert again.results[specs[0]][0]["shot_type"] == "single" and again.results[specs[0]][0]["seconds"] == old["seconds"]
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "adatp", *args], capture_output=True, text=True, timeout=600)
 
@@ -107,6 +126,23 @@ def test_paired_comparisons_pair_runs_at_the_same_target_and_with_none():
     assert got == {(a3.label, "none"): (0, 1, 4), (a3.label, f3.label): (2, 0, 4)}  # fastv @ 0.1 has no adatp partner
     with pytest.raises(ConfigError, match="no run of 'visionzip'"):
         paired_comparisons(results, "visionzip")
+    # p-values: (0, 1) -> 1.0, (2, 0) -> 0.5; Holm over the two: 0.5 x 2 = 1.0, then 1.0.
+    assert [c["p_holm"] for c in paired_comparisons(results, "adatp")] == [1.0, 1.0]
+
+
+def test_paired_comparisons_within_groups():
+    from adatp.eval.harness import paired_comparisons
+
+    def rows(pattern):
+        return [{"item_id": f"t-{i}", "correct": c == "1", "shot_type": "single" if i < 4 else "multi"}
+                for i, c in enumerate(pattern)]
+
+    a3, f3 = RunSpec("adatp", (("flops_ratio", 0.3),)), RunSpec("fastv", (("flops_ratio", 0.3),))
+    results = {a3: rows("11111111"), f3: rows("11110000")}
+    got = {c["group"]: (c["only_method"], c["only_other"], c["items"], c["p_mcnemar"], c["p_holm"])
+           for c in paired_comparisons(results, "adatp", by="shot_type")}
+    # multi: 4 items only adatp gets right: p = 2 / 2**4 = 0.125; Holm over two: 0.25; single: no discordance.
+    assert got == {"shot_type=multi": (4, 0, 4, 0.125, 0.25), "shot_type=single": (0, 0, 4, 1.0, 1.0)}
 
 
 def test_method_specs_label_each_run_by_its_full_spec():

@@ -48,3 +48,11 @@ def test_paired_discordance_counts_only_shared_items():
     a = [{"item_id": i, "correct": c} for i, c in (("x", True), ("y", False), ("z", True), ("only-a", True))]
     b = [{"item_id": i, "correct": c} for i, c in (("x", True), ("y", True), ("z", False), ("w", False))]
     assert paired_discordance(a, b) == (1, 1, 3)
+
+
+def test_holm_by_hand():
+    from adatp.eval.stats import holm
+
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == []

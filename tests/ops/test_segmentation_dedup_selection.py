@@ -79,3 +79,10 @@ def test_select_rejects_inconsistent_counts():
         select_in_segments(torch.zeros(4), torch.zeros(4, dtype=torch.long), [5], [4])
     with pytest.raises(InputError):
         select_in_segments(torch.zeros(4), torch.zeros(4, dtype=torch.long), [1], [3])
+
+
+def test_segment_ranges_by_hand():
+    from adatp.ops.segmentation import segment_ranges
+
+    assert segment_ranges(torch.tensor([0, 0, 1, 2, 2, 2])) == [(0, 1), (2, 2), (3, 5)]
+    assert segment_ranges(torch.zeros(4, dtype=torch.long)) == [(0, 3)]
