@@ -190,6 +190,7 @@ def test_arch_inputs_follow_the_config_grid():
     --tokens-per-frame resizes its tower through the adapter."""
     from transformers import LlavaOnevisionForConditionalGeneration
 
+    from adatp.adapters.base import get_adapter
     from adatp.bench.arch import arch_config
     from adatp.bench.load import family_inputs
 
@@ -206,6 +207,7 @@ def test_arch_inputs_follow_the_config_grid():
     assert int(pos[0]) == 4  # ARCH_TEXT_BEFORE text ids first
     assert int((ids[0] == config.image_token_index).sum()) == 0
     assert tuple(inputs["pixel_values_videos"].shape) == (1, 3, 3, 384, 384)
+    assert get_adapter(model).grid_extent() == (378 / 384, 378 / 384)  # the tower drops the last 6 px
     small = arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=16)
     assert math.ceil((small.vision_config.image_size // small.vision_config.patch_size) / 2) == 4
     assert arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=196).vision_config.image_size == 384
