@@ -380,6 +380,6 @@ def prepare_inputs(
     inputs = adapter.build_inputs(model_dir, config, tokenizer, video, question, system_prompt, fps)
     ids = inputs["input_ids"]
     video_tokens = int((ids == _video_token_index(config)).sum())
-    exact = tokens_per_frame(config) if hasattr(adapter, "video_token_count") else None
-    check_context(config, video.shape[0], ids.shape[1] - video_tokens, video_tokens, per_frame=exact)
+    check_context(config, video.shape[0], ids.shape[1] - video_tokens, video_tokens,
+                  per_frame=adapter.config_tokens_per_frame(config))
     return inputs

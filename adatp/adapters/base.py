@@ -161,8 +161,16 @@ class ModelAdapter(ABC):
     global_feature: ClassVar[str] = "patch_mean"
 
     def vision_tower(self) -> nn.Module | None:
-        """The vision tower, for adapters whose global feature is read from its output."""
-        return None
+        """The vision tower (the first of :meth:`vision_modules`), or None when the family names none.
+
+        Its output depends on nothing pruning changes, so every run on one video may share it
+        (encode once: :func:`adatp.runtime.encode_cache.reuse_outputs`); the ``cls`` global feature
+        is read from it. Qwen-VL's tower holds the merger too.
+        """
+        try:
+            return self.vision_modules()[0]
+        except UnsupportedModelError:
+            return None
 
     def cls_features(self, tower_output: Any) -> torch.Tensor | None:
         """(T, d_v) class-token features from one tower call's output, or None."""
@@ -180,21 +188,27 @@ class ModelAdapter(ABC):
         ``text_tokens`` random text ids (``text_before`` of them before the video): benchmarks only."""
         raise UnsupportedModelError(f"{type(self).__name__} cannot build synthetic inputs")
 
-    def encode_video_tower(self, inputs: dict) -> Any:
-        """Run the vision tower alone on the call's video (benchmarks' ``--encode-once``): the part of
-        the video encoding that does not depend on anything the pruning changes."""
-        raise UnsupportedModelError(f"{type(self).__name__} cannot encode the video tower alone")
-
-    def encode_video_tail(self, tower_output: Any, inputs: dict) -> dict:
-        """The rest of the video encoding on :meth:`encode_video_tower`'s output: the
-        ``mm_encoder_outputs`` a forward call takes instead of the pixels."""
-        raise UnsupportedModelError(f"{type(self).__name__} cannot encode the video tower alone")
-
     @abstractmethod
     def decoder_dims(self) -> DecoderDims: ...
 
     @abstractmethod
     def vision_dims(self) -> VisionDims: ...
+
+    def grid_extent(self) -> tuple[float, float]:
+        """Fraction of the preprocessed frame's (height, width) the token grid covers: all of it
+        here (frames resized to whole patches, as Qwen-VL's processor does)."""
+        return 1.0, 1.0
+
+    @classmethod
+    def config_tokens_per_frame(cls, config) -> int | None:
+        """Video tokens of one frame when the config alone fixes them (LLaVA: the tower's pooled
+        grid), or None when the frames' size decides (Qwen-VL)."""
+        return None
+
+    @classmethod
+    def resize_config_grid(cls, config, tokens_per_frame: int) -> None:
+        """Change ``config`` in place so a frame gives ``tokens_per_frame`` video tokens (benchmarks on
+        a real-size architecture). Here nothing: the frames' size sets the grid, and inputs carry it."""
 
     def text_config(self):
         """The language model's config (``config.text_config`` in transformers' VLMs)."""

@@ -75,28 +75,29 @@ class LlavaOnevisionAdapter(ModelAdapter):
         return self.model.model.vision_tower
 
     def vision_modules(self) -> tuple[nn.Module, nn.Module]:
-        return self.model.model.vision_tower, self.model.model.multi_modal_projector
+        return self.vision_tower(), self.model.model.multi_modal_projector
 
-    def encode_video_tower(self, inputs: dict) -> torch.Tensor:
-        """(T, P, d_v) tower features at the VLM's feature layer (the projector's input)."""
-        pixels = inputs["pixel_values_videos"]
-        b, t, c, h, w = pixels.shape
+    def newline_embedding(self) -> nn.Parameter:
+        """(D,) the learned newline that closes the video block (D9)."""
+        return self.model.model.image_newline
+
+    # --- the video encoding, step by step (``get_video_features``), for training and analysis ----
+    def run_tower(self, pixels: torch.Tensor):
+        """The tower on (n, 3, S, S) frames, with every layer's hidden states, as the VLM calls it."""
+        return self.vision_tower()(pixels, output_hidden_states=True)
+
+    def patch_features(self, tower_output) -> torch.Tensor:
+        """(n, P, d_v) the projector's input: the VLM's feature layer, its class token dropped under
+        the ``default`` strategy (that token is then the frame's global feature)."""
         cfg = self.model.config
-        out = self.model.model.vision_tower(pixels.view(b * t, c, h, w), output_hidden_states=True, return_dict=True)
-        feats = out.hidden_states[cfg.vision_feature_layer]
-        if cfg.vision_feature_select_strategy == "default":
-            feats = feats[:, 1:]
-        return feats.contiguous()
+        patches = tower_output.hidden_states[cfg.vision_feature_layer]
+        return patches[:, 1:] if cfg.vision_feature_select_strategy == "default" else patches
 
-    def encode_video_tail(self, tower_output: torch.Tensor, inputs: dict) -> dict:
-        """Projector + 2x2 pooling + the newline (``get_video_features``' tail) on cached tower features."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
+    def project_and_pool(self, features: torch.Tensor) -> torch.Tensor:
+        """(n, P, d_v) patch features -> (n, g*g, D) video tokens of each frame: the projector, then the
+        2x2 bilinear pooling (``get_video_features`` without the newline)."""
         inner = self.model.model
-        feats = inner.apply_pooling(inner.multi_modal_projector(tower_output))  # (T, c, D)
-        feats = feats.reshape(1, feats.shape[0] * feats.shape[1], -1)
-        newline = inner.image_newline[None, None, :].to(feats.device, feats.dtype)
-        return {"video": BaseModelOutputWithPooling(pooler_output=torch.cat((feats, newline), dim=1))}
+        return inner.apply_pooling(inner.multi_modal_projector(features))
 
     def synthetic_inputs(self, frames, text_tokens, tokens_per_frame=None, seed=0, text_before=4):
         """``input_ids`` with the video block (T * g^2 + 1 video tokens) after ``text_before`` random text
@@ -132,6 +133,26 @@ class LlavaOnevisionAdapter(ModelAdapter):
         p = v.image_size // v.patch_size
         intermediate = getattr(v, "intermediate_size", None) or int(v.hidden_size * v.mlp_ratio)  # DINOv2: mlp_ratio
         return VisionDims(v.hidden_size, intermediate, v.num_hidden_layers, p * p)
+
+    def grid_extent(self) -> tuple[float, float]:
+        """The tower drops the pixels past its last whole patch (384 px / 14 px patches -> 27 patches = 378 px)."""
+        v = self.model.config.vision_config
+        covered = (v.image_size // v.patch_size) * v.patch_size / v.image_size
+        return covered, covered
+
+    @classmethod
+    def config_tokens_per_frame(cls, config) -> int:
+        return cls.tokens_per_frame(config)
+
+    @classmethod
+    def resize_config_grid(cls, config, tokens_per_frame: int) -> None:
+        """Resize the tower's frames to ``2 g`` patches a side so that they pool to ``g x g`` tokens."""
+        side = math.isqrt(tokens_per_frame) if tokens_per_frame >= 1 else 0
+        if side < 1 or side * side != tokens_per_frame:
+            raise ConfigError(f"tokens per frame must be a square (the pooled grid is g x g), got {tokens_per_frame}")
+        if cls.tokens_per_frame(config) != tokens_per_frame:
+            v = config.vision_config
+            v.image_size = 2 * side * v.patch_size
 
     @staticmethod
     def tokens_per_frame(config) -> int:

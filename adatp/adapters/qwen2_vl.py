@@ -85,14 +85,6 @@ class Qwen2VLAdapter(ModelAdapter):
         visual = self.model.model.visual
         return visual, visual.merger
 
-    def encode_video_tower(self, inputs: dict):
-        """The whole tower (patch embed, blocks, merger; Qwen3-VL: deepstack mergers too): its output
-        depends on nothing the pruning changes."""
-        return self.model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True)
-
-    def encode_video_tail(self, tower_output, inputs: dict) -> dict:
-        return {"video": tower_output}
-
     #: default merged tokens a side of a synthetic grid (14 x 14 = 196 tokens: 392 px frames at 14 px patches)
     synthetic_side: ClassVar[int] = 14
 

@@ -53,6 +53,7 @@ def check_settings(top_fraction: float, end_fraction: float, alpha: float) -> No
 
 def prepare(model_dir: str | Path, video: str | Path, question: str, frames: int, dtype: str, device: str) -> Prepared:
     """Read the video first (cheap errors first), then load the model and build its inputs."""
+    from adatp.adapters.base import get_adapter
     from adatp.inputs import prepare_inputs
     from adatp.pipeline import load_model
     from adatp.video import read_video
@@ -61,17 +62,7 @@ def prepare(model_dir: str | Path, video: str | Path, question: str, frames: int
     model = load_model(model_dir, dtype=dtype, device=device)
     inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, clip, question).items()}
     inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-    return Prepared(model, inputs, clip, grid_extent(model))
-
-
-def grid_extent(model: Any) -> tuple[float, float]:
-    """Fraction of the (square) frame the token grid covers: SigLIP drops the pixels past the last
-    whole patch (384 px / 14 px patches -> 27 patches = 378 px)."""
-    vision = getattr(model.config, "vision_config", None)
-    if vision is None or not getattr(vision, "image_size", None) or not getattr(vision, "patch_size", None):
-        return 1.0, 1.0
-    covered = (vision.image_size // vision.patch_size) * vision.patch_size / vision.image_size
-    return covered, covered
+    return Prepared(model, inputs, clip, get_adapter(model).grid_extent())
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -35,7 +35,9 @@ def speed(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from adatp.bench.speed import BenchConfig, SpeedBench, parse_list, parse_ratios, results_dict, trial_order, write_json
+    from adatp.bench.results import results_dict, write_json
+    from adatp.bench.speed import BenchConfig, SpeedBench
+    from adatp.bench.trials import parse_list, parse_ratios, trial_order
 
     cfg = BenchConfig(
         methods=parse_list(methods, "--methods"), flops_ratios=parse_ratios(flops_ratios), model_dir=model, arch=arch,
@@ -90,8 +92,8 @@ def scoring_memory(
     """Peak memory of adatp's attention scoring on ONE decoder layer (fp32, CPU): no N x N matrix."""
     from rich.console import Console
 
-    from adatp.bench.speed import scoring_memory as measure
-    from adatp.bench.speed import write_json
+    from adatp.bench.results import write_json
+    from adatp.bench.scoring_memory import scoring_memory as measure
     from adatp.errors import ConfigError
     from adatp.models.configs import ARCHITECTURES
 

@@ -282,7 +282,7 @@ def run_items(
                 todo = []
             if todo and dtype != "float32":
                 inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-            with reuse_outputs(_vision_tower(adapter)):
+            with reuse_outputs(adapter.vision_tower()):
                 for spec in todo:
                     try:
                         answer = answer_item(model, inputs, spec, letters, len(item.options))
@@ -309,16 +309,6 @@ def run_items(
         # Rows written before an item field existed (e.g. shot_type) take it from the item.
         run.results[spec] = [{**meta, **found[i]} for i, meta in wanted.items() if i in found]
     return run
-
-
-def _vision_tower(adapter) -> Any:
-    """The module whose output every run on an item can share (the whole vision tower)."""
-    from adatp.errors import UnsupportedModelError
-
-    try:
-        return adapter.vision_modules()[0]
-    except UnsupportedModelError:
-        return adapter.vision_tower()
 
 
 def method_config(spec: RunSpec) -> dict[str, Any]:

@@ -110,6 +110,8 @@ def assemble(onnx_path: Path, gguf_path: Path, seed: int = 0, step: Step | None 
     """(model, tokenizer): the LLaVA-OneVision-class model with pretrained tower and LM, seeded projector."""
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
+    from adatp.adapters.base import get_adapter
+
     step = step or (lambda _: None)
     step("converting DINOv2-S/14 (ONNX -> transformers)")
     tower = _dinov2_224(onnx_path)
@@ -136,16 +138,17 @@ def assemble(onnx_path: Path, gguf_path: Path, seed: int = 0, step: Step | None 
     )
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config).eval()
-    model.model.vision_tower.load_state_dict(tower.state_dict(), strict=True)
+    adapter = get_adapter(model)
+    adapter.vision_tower().load_state_dict(tower.state_dict(), strict=True)
     lm_state = {k.removeprefix("model."): v for k, v in lm.state_dict().items() if k.startswith("model.")}
     old = lm_state["embed_tokens.weight"]
     # The two new tokens (<image>, <video>) start at the mean embedding; their rows are replaced by
     # visual features before the LLM, and the tied head rarely picks a mean vector.
     lm_state["embed_tokens.weight"] = torch.cat([old, old.mean(0, keepdim=True).expand(len(tokenizer) - len(old), -1)])
-    model.model.language_model.load_state_dict(lm_state, strict=True)
+    adapter.language_model().load_state_dict(lm_state, strict=True)
     model.tie_weights()
     with torch.no_grad():  # LLaVA-OV initialises image_newline at std 1/sqrt(d); keep it at embedding scale
-        model.model.image_newline.copy_(old.mean(0))
+        adapter.newline_embedding().copy_(old.mean(0))
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.convert_tokens_to_ids("<|im_end|>")
     return model, tokenizer

@@ -165,9 +165,11 @@ class LoRALinear(nn.Module):
 
 def add_lora(model, rank: int, alpha: float, seed: int) -> dict[str, LoRALinear]:
     """Wrap every LORA_TARGETS Linear of the language model; returns {weight name: wrapper}."""
+    from adatp.adapters.base import get_adapter
+
     generator = torch.Generator().manual_seed(seed + 1)
     wrapped = {}
-    for i, layer in enumerate(model.model.language_model.layers):
+    for i, layer in enumerate(get_adapter(model).decoder_layers()):
         for target in LORA_TARGETS:
             parent_name, attr = target.split(".")
             parent = getattr(layer, parent_name)
@@ -178,14 +180,16 @@ def add_lora(model, rank: int, alpha: float, seed: int) -> dict[str, LoRALinear]
 
 
 def projector_parameters(model) -> dict[str, torch.nn.Parameter]:
-    """The projector and the newline embedding, by their names in the model's state dict."""
-    names = {}
-    for name, p in model.named_parameters():
-        if name.startswith("model.multi_modal_projector.") or name == "model.image_newline":
-            names[name] = p
-    if not names:
-        raise ConfigError("the model has no multi_modal_projector to train")
-    return names
+    """The projector and the newline embedding (the adapter's), by their names in the model's state
+    dict, in the model's own parameter order (the optimiser's order: training is bit for bit)."""
+    from adatp.adapters.base import get_adapter
+
+    adapter = get_adapter(model)
+    newline = getattr(adapter, "newline_embedding", None)
+    if newline is None:
+        raise ConfigError(f"{type(model).__name__} has no projector and newline to train (a LLaVA-OneVision model is)")
+    wanted = {id(p) for p in adapter.vision_modules()[1].parameters()} | {id(newline())}
+    return {name: p for name, p in model.named_parameters() if id(p) in wanted}
 
 
 def describe_events(item) -> str:
@@ -231,13 +235,13 @@ def _alignment_data(model, model_dir: Path, tokenizer, cfg: TrainConfig):
     """Cached tower features (F, P, d_v) of event frames (and one frame without an event per item),
     (F, 3, g*g) targets: colour word id, shape word id, covered (1) / background (0) / ignored (-1);
     and the colour and shape word ids."""
+    from adatp.adapters.base import get_adapter
     from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
+    adapter = get_adapter(model)
     pre = load_preprocess_config(model_dir)
-    layer = model.config.vision_feature_layer
-    grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
-    pooled = math.ceil(grid / 2)
+    pooled = adapter.pooled_grid()
     size = model.config.vision_config.image_size
     word = {w: tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in
             ("red", "green", "blue", "yellow", "circle", "square", "triangle", "star")}
@@ -247,9 +251,7 @@ def _alignment_data(model, model_dir: Path, tokenizer, cfg: TrainConfig):
         event = item.events[0]
         quiet = (event.start + 8) % item.frames.shape[0]  # a frame far from the event
         frames = [event.start, quiet] if quiet not in event.frames else [event.start]
-        hidden = model.model.vision_tower(preprocess_frames(item.frames[frames], pre), output_hidden_states=True)
-        patches = hidden.hidden_states[layer]
-        feats.append(patches[:, 1:] if model.config.vision_feature_select_strategy == "default" else patches)
+        feats.append(adapter.patch_features(adapter.run_tower(preprocess_frames(item.frames[frames], pre))))
         covered = covered_tokens(token_cover(event.box, pooled, size)).reshape(-1).long()
         targets.append(torch.stack([torch.full_like(covered, word[event.colour]),
                                     torch.full_like(covered, word[event.shape]), covered]))
@@ -266,6 +268,8 @@ def align_projector(model, model_dir: Path, tokenizer, projector: list[nn.Parame
     cross-entropy over the four colour words and over the four shape words (dot-product logits) on
     the covered tokens, so that each covered token is nearest to its own words. A token's words
     cannot depend on its place in the frame: the projector sees one patch at a time."""
+    from adatp.adapters.base import get_adapter
+
     if cfg.align_steps == 0:
         return
     t0 = time.perf_counter()
@@ -277,6 +281,7 @@ def align_projector(model, model_dir: Path, tokenizer, projector: list[nn.Parame
     shape_class = (targets[:, 1, :1] == torch.tensor(shape_ids)).float().argmax(1)
     covered, background = targets[:, 2] == 1, targets[:, 2] == 0  # (F, n)
     generator = torch.Generator().manual_seed(cfg.seed + 2)
+    project_and_pool = get_adapter(model).project_and_pool
     opt = torch.optim.AdamW([{"params": projector, "lr": cfg.lr, "peak": cfg.lr}], weight_decay=cfg.weight_decay)
     if log:
         log({"stage": "align", "frames": int(feats.shape[0]), "covered_tokens": int(covered.sum()),
@@ -284,7 +289,7 @@ def align_projector(model, model_dir: Path, tokenizer, projector: list[nn.Parame
     for step in range(cfg.align_steps):
         pick = torch.randint(0, feats.shape[0], (cfg.align_batch,), generator=generator)
         opt.param_groups[0]["lr"] = cfg.lr * _lr_factor(step, cfg.align_steps, cfg.warmup)
-        tokens = model.model.apply_pooling(model.model.multi_modal_projector(feats[pick]))  # (b, n, D)
+        tokens = project_and_pool(feats[pick])  # (b, n, D)
         cov, bg = covered[pick], background[pick]
         c_cls = colour_class[pick][:, None].expand_as(cov)[cov]
         s_cls = shape_class[pick][:, None].expand_as(cov)[cov]
@@ -445,16 +450,17 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
 @torch.no_grad()
 def scorer_examples(model, model_dir: Path, tokenizer, items) -> list[tuple]:
     """Per item: (question token ids, (T, d) class tokens of its frames, (T,) bool event frames, kind)."""
+    from adatp.adapters.base import get_adapter
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
+    adapter = get_adapter(model)
     pre = load_preprocess_config(model_dir)
-    tower, layer = model.model.vision_tower, model.config.vision_feature_layer
     examples = []
     for item in items:
         mask = torch.zeros(item.frames.shape[0], dtype=torch.bool)
         for event in item.events:
             mask[list(event.frames)] = True
-        cls = tower(preprocess_frames(item.frames, pre), output_hidden_states=True).hidden_states[layer][:, 0]
+        cls = adapter.cls_features(adapter.run_tower(preprocess_frames(item.frames, pre)))  # (T, d_v)
         question_ids = tokenizer(item.question, add_special_tokens=False)["input_ids"]
         examples.append((question_ids, cls.float().cpu(), mask, item.kind))
     return examples
@@ -597,15 +603,16 @@ def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percenti
     import numpy as np
     from transformers import LlavaOnevisionForConditionalGeneration
 
+    from adatp.adapters.base import get_adapter
     from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()
-    tower, layer = model.model.vision_tower, model.config.vision_feature_layer
+    adapter = get_adapter(model)
     cfg = load_preprocess_config(model_dir)
     sims = []
     for i in range(0, 2 * clips, 2):
-        cls = tower(preprocess_frames(make_item("train", i).frames, cfg), output_hidden_states=True).hidden_states[layer][:, 0]
+        cls = adapter.cls_features(adapter.run_tower(preprocess_frames(make_item("train", i).frames, cfg)))
         cls = F.normalize(cls.float(), dim=-1)
         sims.append((cls[:-1] * cls[1:]).sum(-1))
     values = torch.cat(sims).numpy()

@@ -134,3 +134,36 @@ def test_interleaved_layout_puts_text_between_grids():
         VideoLayout(2, 1, 2, "interleaved")
     with pytest.raises(ValueError):
         VideoLayout(2, 1, 2, "interleaved", frame_starts=(0,), length=7)
+
+
+@pytest.mark.parametrize("with_cls", [False, True], ids=["siglip-full", "cls-default"])
+def test_step_by_step_encoding_gives_the_models_own_video_tokens(with_cls):
+    """run_tower -> patch_features -> project_and_pool, then the newline (what adatp-tiny's training
+    runs) equal the video rows the language model receives in a real forward; cls_features is the
+    feature layer's class token."""
+    from tests.runtime.conftest import make_inputs
+
+    model = _tiny_with_cls_tower() if with_cls else build_tiny()
+    adapter = get_adapter(model)
+    inputs = make_inputs(num_frames=4)
+    seen = {}
+
+    def keep(module, args, kwargs) -> None:
+        seen["embeds"] = kwargs["inputs_embeds"]  # (1, L, D)
+
+    hook = adapter.language_model().register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+            out = adapter.run_tower(inputs["pixel_values_videos"][0])
+            tokens = adapter.project_and_pool(adapter.patch_features(out))  # (T, g*g, D)
+    finally:
+        hook.remove()
+    video = seen["embeds"][0, inputs["input_ids"][0] == VIDEO_ID]  # (T*g*g + 1, D)
+    g = adapter.pooled_grid()
+    assert tokens.shape == (4, g * g, video.shape[-1])
+    assert torch.equal(tokens.reshape(-1, video.shape[-1]), video[:-1])
+    assert torch.equal(adapter.newline_embedding(), video[-1])
+    layer = model.config.vision_feature_layer
+    assert torch.equal(adapter.cls_features(out), out.hidden_states[layer][:, 0])
+    assert adapter.patch_features(out).shape[1] == out.hidden_states[layer].shape[1] - with_cls

@@ -12,20 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from adatp.bench.speed import (
-    SCHEMA,
-    Spec,
-    build_specs,
-    materialize,
-    parse_ratios,
-    scoring_memory,
-    summarize,
-    trial_order,
-    vs_vanilla,
-    _parameters_on_meta,
-)
+from adatp.bench.arch import materialize, parameters_on_meta
+from adatp.bench.results import SCHEMA
+from adatp.bench.scoring_memory import scoring_memory
+from adatp.bench.speed import BenchConfig, SpeedBench
+from adatp.bench.trials import Spec, build_specs, parse_ratios, summarize, trial_order, vs_vanilla
 from adatp.cli import main
 from adatp.errors import ConfigError
+from tests.families import FAMILIES
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
@@ -102,7 +96,7 @@ def test_meta_build_then_cheap_init_is_real_deterministic_and_tied():
     from adatp.models.tiny import tiny_llava_onevision_config
 
     def build():
-        with _parameters_on_meta():
+        with parameters_on_meta():
             model = LlavaOnevisionForConditionalGeneration(tiny_llava_onevision_config())
         return materialize(model, "cpu", torch.float32)
 
@@ -192,31 +186,54 @@ def test_scoring_memory_cli_rejects_an_unknown_arch(capsys):
 
 
 def test_arch_inputs_follow_the_config_grid():
-    from adatp.bench.speed import arch_config, arch_inputs
+    """The 0.5B architecture (built on meta: no weights) gets its own grid's synthetic inputs, and
+    --tokens-per-frame resizes its tower through the adapter."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from adatp.adapters.base import get_adapter
+    from adatp.bench.arch import arch_config
+    from adatp.bench.load import family_inputs
 
     config = arch_config("llava-onevision-qwen2-0.5b-ov-hf")
     assert config.vision_config.image_size == 384  # 27 patches a side, pooled to 14 x 14 = 196
-    inputs = arch_inputs(config, frames=3, text_tokens=20, device=torch.device("cpu"), dtype=torch.float32)
+    with parameters_on_meta():
+        model = LlavaOnevisionForConditionalGeneration(config)
+    inputs = family_inputs(model, frames=3, text_tokens=20, device=torch.device("cpu"), dtype=torch.float32)
     ids = inputs["input_ids"]
     video = ids[0] == config.video_token_index
     assert int(video.sum()) == 3 * 196 + 1 and ids.shape[1] == 3 * 196 + 1 + 20
     pos = torch.nonzero(video).flatten()
     assert int(pos[-1] - pos[0]) + 1 == pos.numel()  # one contiguous block, text after it
+    assert int(pos[0]) == 4  # ARCH_TEXT_BEFORE text ids first
     assert int((ids[0] == config.image_token_index).sum()) == 0
     assert tuple(inputs["pixel_values_videos"].shape) == (1, 3, 3, 384, 384)
+    assert get_adapter(model).grid_extent() == (378 / 384, 378 / 384)  # the tower drops the last 6 px
     small = arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=16)
     assert math.ceil((small.vision_config.image_size // small.vision_config.patch_size) / 2) == 4
-    with pytest.raises(ConfigError, match="square"):
-        arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=15)
+    assert arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=196).vision_config.image_size == 384
+    for bad in (15, 0):
+        with pytest.raises(ConfigError, match="square"):
+            arch_config("llava-onevision-qwen2-0.5b-ov-hf", tokens_per_frame=bad)
+    qwen = arch_config("qwen2.5-vl-7b-instruct", tokens_per_frame=16)  # Qwen-VL: the inputs set the grid
+    assert qwen.to_dict() == arch_config("qwen2.5-vl-7b-instruct").to_dict()
+
+
+def _tiny_arch_config(name: str, tokens_per_frame: int | None = None):
+    """The shipped config of ``name`` with its sizes shrunk: the real ones do not fit a test."""
+    from adatp.models.tiny import architecture_model_type, tiny_llava_onevision_config, tiny_qwen_vl_config
+
+    if architecture_model_type(name) == "llava_onevision":
+        return tiny_llava_onevision_config(name)  # 16 tokens a frame
+    return tiny_qwen_vl_config(name)
 
 
 def test_speed_bench_arch_path_on_a_qwen_family(tmp_path, capsys, monkeypatch):
-    """`adatp bench speed --arch qwen2.5-vl-7b-instruct` end to end, with the shipped config shrunk
-    (the real 7B does not fit this machine): the model, inputs, marks and FLOPs all come from the adapter."""
-    import adatp.bench.speed as speed
-    from adatp.models.tiny import tiny_qwen_vl_config
+    """`adatp bench speed --arch qwen2.5-vl-7b-instruct --encode-once` end to end, with the shipped
+    config shrunk (the real 7B does not fit this machine): the model, inputs, marks and FLOPs all come
+    from the adapter, and the tower runs once in the whole run."""
+    import adatp.bench.arch as arch
 
-    monkeypatch.setattr(speed, "arch_config", lambda name, tokens_per_frame=None: tiny_qwen_vl_config(name))
+    monkeypatch.setattr(arch, "arch_config", _tiny_arch_config)
     out = tmp_path / "speed.json"
     code, stdout, _ = run_main(
         ["bench", "speed", "--arch", "qwen2.5-vl-7b-instruct", "--methods", "adatp,fastv", "--flops-ratios", "0.6",
@@ -229,20 +246,48 @@ def test_speed_bench_arch_path_on_a_qwen_family(tmp_path, capsys, monkeypatch):
     runs = {r["label"]: r for r in payload["runs"]}
     assert runs["adatp@0.6"]["flops"]["visual_ratio"] == pytest.approx(0.6, abs=0.05)
     assert runs["none"]["samples"]["vision_s"][0] > 0 and runs["adatp@0.6"]["kept_visual_tokens"] < 64
+    settings = payload["settings"]
+    # 3 trials + 2 overhead probes (vanilla has none) + 3 memory probes reuse the one real call
+    assert settings["vision_tower_calls"] == {"computed": 1, "reused": 8}
+    assert "merger" in settings["vision"] and "timed once" in settings["vision"]
 
 
-def test_encode_once_feeds_the_same_model_inputs_as_the_pixels():
-    """The adapter's tower + tail give the forward the same logits as the pixels do, per family."""
+@pytest.mark.parametrize("arch", [f[1] for f in FAMILIES])
+def test_encode_once_runs_the_tower_once_and_changes_no_logit(arch, monkeypatch):
+    """--encode-once on every family: the same prefill logits as the pixels' path, vanilla and pruned,
+    one real tower call, every trial timed, and the tower's own forward back after close()."""
+    import adatp.bench.arch as arch_module
     from adatp.adapters.base import get_adapter
-    from tests.families import FAMILY_IDS, family_model, make_inputs
 
-    for fid in FAMILY_IDS:
-        model = family_model(fid)
-        inputs = make_inputs(model)
-        adapter = get_adapter(model)
-        with torch.no_grad():
-            ref = model(**inputs).logits
-            encoded = adapter.encode_video_tail(adapter.encode_video_tower(inputs), inputs)
-            rest = {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
-            out = model(**rest, mm_encoder_outputs=encoded).logits
-        assert torch.allclose(ref, out, atol=1e-6), fid
+    monkeypatch.setattr(arch_module, "arch_config", _tiny_arch_config)
+
+    def loaded(encode_once: bool) -> SpeedBench:
+        bench = SpeedBench(BenchConfig(["adatp"], [0.6], arch=arch, frames=4, tokens_per_frame=16, text_tokens=12,
+                                       repeats=1, warmup=0, new_tokens=1, device="cpu", encode_once=encode_once))
+        bench.load()
+        return bench
+
+    def logits(bench: SpeedBench) -> list[torch.Tensor]:
+        out = []
+        for spec in bench.specs:  # vanilla, then adatp@0.6
+            with bench._pruned(spec), torch.no_grad():
+                out.append(bench._prefill()[0])
+        return out
+
+    plain, shared = loaded(False), loaded(True)
+    try:
+        assert shared.tower_calls == {"computed": 1, "reused": 0}
+        assert plain.tower_calls is None and "once" not in plain.vision_note()
+        for a, b in zip(logits(plain), logits(shared)):
+            assert torch.equal(a, b), arch
+        assert shared.tower_calls == {"computed": 1, "reused": 2}
+        for spec in shared.specs:
+            result = shared.trial(spec)
+            assert result["vision_s"] > shared._tower_s > 0 and result["ttft_s"] > result["vision_s"]
+        assert shared.tower_calls == {"computed": 1, "reused": 4}
+        inside = shared.model.config.model_type != "llava_onevision"  # Qwen-VL: the merger is in the tower
+        assert ("merger" in shared.vision_note()) == inside and "once" in shared.vision_note()
+    finally:
+        plain.close()
+        shared.close()
+    assert "forward" not in get_adapter(shared.model).vision_tower().__dict__

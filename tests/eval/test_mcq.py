@@ -106,7 +106,6 @@ def test_the_vision_tower_runs_once_per_item_and_answers_do_not_change(family):
     """Every run on an item after the first reuses the tower's output; logits stay bit-identical."""
     import adatp
     from adatp.adapters.base import get_adapter
-    from adatp.eval.harness import _vision_tower
     from adatp.runtime.encode_cache import reuse_outputs
 
     model = family_model(family)
@@ -124,7 +123,7 @@ def test_the_vision_tower_runs_once_per_item_and_answers_do_not_change(family):
         return out
 
     plain = answers()
-    tower = _vision_tower(get_adapter(model))
+    tower = get_adapter(model).vision_tower()
     with reuse_outputs(tower) as counts:
         cached = answers()
     assert counts == {"computed": 1, "reused": 2}
