@@ -54,7 +54,7 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
               columns: dict[str, tuple[str, ...] | None], header: dict, as_json: bool,
               markdown: Path | None, plot: Path | None, paired: str | None, paired_by: str | None = None) -> None:
     """Run (with a progress bar), then print the table or JSON, the skipped runs and bad items, and
-    write the Markdown and the plot. Under ``accelerate launch`` only process 0 prints and writes."""
+    write the Markdown and the plot. Under ``torchrun`` or ``accelerate launch`` only process 0 prints and writes."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -74,7 +74,7 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
     comparisons = paired_comparisons(run.results, paired) if paired is not None else None
     by_group = paired_comparisons(run.results, paired, by=paired_by) if paired is not None and paired_by else None
     if as_json:
-        payload = {**header, "model_identity": run.model_info, "versions": run_versions(),
+        payload = {**header, "processes": run.world_size, "model_identity": run.model_info, "versions": run_versions(),
                    "runs": [{"method": s.method, "spec": s.name, **s.options, "results_file": str(run.path(s)),
                              "method_config": method_config(s), **summary_to_dict(v)} for s, v in summaries.items()],
                    "skipped": [{"method": s.method, "spec": s.name, **s.options, "reason": why} for s, why in run.skipped.items()],
@@ -282,6 +282,26 @@ def markdown_table(summaries, skipped, title: str, columns) -> str:
         lines.append("| " + " | ".join(_cells(spec, s, cols)) + " |")
     for spec, why in skipped.items():
         lines.append(f"\nskipped {spec.label}: {why}")
+    return "\n".join(lines) + "\n" + cuts_markdown(summaries)
+
+
+def cuts_markdown(summaries) -> str:
+    """The segmenting runs' segments against the shot cuts (empty when no run records segments)."""
+    runs = [(spec, s["cuts"]) for spec, s in summaries.items() if s.get("cuts")]
+    if not runs:
+        return ""
+    lines = ["", "Segments against the shot cuts (a cut is found when a segment starts at that frame):", "",
+             "| method | multi-shot items | shot cuts | found | extra cuts per multi-shot item | extra cuts per single-shot item |",
+             "|---|---|---|---|---|---|"]
+    for spec, cuts in runs:
+        multi, single = cuts.get("multi"), cuts.get("single")
+        cells = ["0", "-", "-", "-"]
+        if multi:
+            share = 100 * multi["found"] / max(1, multi["cuts"])
+            cells = [str(multi["items"]), str(multi["cuts"]), f"{multi['found']} ({share:.0f} %)",
+                     f"{multi['extra'] / multi['items']:.2f}"]
+        cells.append(f"{single['extra'] / single['items']:.2f}" if single else "-")
+        lines.append(f"| {spec.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -145,7 +145,7 @@ class EvalRun:
     """Where results go and what was asked; ``results`` maps a spec to its rows (done + new).
 
     ``task`` names the results subfolder (the needle split, or the JSONL file's name); ``bad_items``
-    are the items that could not be evaluated (reported, skipped). Under ``accelerate launch`` each
+    are the items that could not be evaluated (reported, skipped). Under ``torchrun`` or ``accelerate launch`` each
     process appends to its own ``<run>.rank<R>.jsonl``; process 0 merges them into ``<run>.jsonl``.
     """
 
@@ -179,12 +179,17 @@ def _distributed() -> tuple[int, int]:
 
 
 def _barrier(world_size: int) -> None:
+    """Wait until every process gets here. torch.distributed's own group (gloo: CPU or GPU runs,
+    from the launcher's environment): accelerate's PartialState under ``torchrun`` on CPU is not
+    distributed, and its barrier returns at once."""
     if world_size > 1:
-        try:
-            from accelerate import PartialState
-        except ImportError:
-            raise ConfigError('evaluating on several processes needs accelerate: pip install "adatp[eval]"') from None
-        PartialState().wait_for_everyone()
+        import datetime
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():  # a long item on one process must not time the others out
+            dist.init_process_group("gloo", timeout=datetime.timedelta(hours=12))
+        dist.barrier()
 
 
 def _merge_shards(run: EvalRun, spec: RunSpec, header: dict[str, Any], rows: RowFormat) -> None:
@@ -220,7 +225,7 @@ def run_items(
 
     Each item is prepared once (video read, prompt built) and its vision tower runs once: every
     run on it reuses the tower's output (:func:`adatp.runtime.encode_cache.reuse_outputs`). Items
-    that cannot be evaluated are reported in ``bad_items`` and skipped. Under ``accelerate launch``
+    that cannot be evaluated are reported in ``bad_items`` and skipped. Under ``torchrun`` / ``accelerate launch``
     items are dealt to the processes in turn (item i to process i mod N).
     """
     from transformers.utils import logging as hf_logging
@@ -376,11 +381,21 @@ def summarize(rows: list[dict[str, Any]], by: tuple[str, ...] = ("kind", "positi
     return {
         "overall": accuracy(r["correct"] for r in rows),
         **{f"by_{key}": grouped_accuracy([r for r in rows if key in r], key) for key in by},
+        "cuts": _cuts(rows),
         "flops_visual_ratio": mean("flops_visual_ratio") or 1.0,
         "flops_full_ratio": mean("flops_full_ratio") or 1.0,
         "kept_final": mean("kept_final"),
         "seconds": mean("seconds"),
     }
+
+
+def _cuts(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]] | None:
+    """The method's segments against the shot cuts, per shot type (None: no segments recorded)."""
+    from adatp.eval.stats import cut_agreement
+
+    types = sorted({r["shot_type"] for r in rows if "shot_type" in r})
+    found = {t: cut_agreement([r for r in rows if r.get("shot_type") == t]) for t in types}
+    return {t: v for t, v in found.items() if v is not None} or None
 
 
 def summary_to_dict(summary: dict[str, Any]) -> dict[str, Any]:

@@ -147,12 +147,22 @@ def open_results(path: Path, header: dict[str, Any], required: dict[str, type] =
             append_line(path, header)
         return rows
     was, now = old.get("model", {}), header["model"]
-    if was.get("identity") != now["identity"]:
+    if was.get("identity") != now["identity"] and not _older_identity_of(was.get("identity"), now["dir"]):
         raise ConfigError(
             f"{path} holds results of model {was.get('dir')!r} (identity {was.get('identity')}), not of "
             f"{now['dir']!r} (identity {now['identity']}): pass another --out, or delete the file to start again"
         )
     return rows
+
+
+def _older_identity_of(identity: str | None, model_dir: str) -> bool:
+    """Whether ``identity`` is this model's under an older fingerprint scheme (the same weights)."""
+    from adatp.models.identity import model_identities
+
+    try:
+        return identity in model_identities(model_dir)[1:]
+    except (ConfigError, OSError):
+        return False
 
 
 def unique_by_id(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

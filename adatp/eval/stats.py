@@ -83,6 +83,21 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def cut_agreement(rows: list[dict]) -> dict[str, int] | None:
+    """How a method's video segments match the shots, over result rows that record both
+    (``segments`` and ``shots``: lists of [first, last] frame): true cuts, those the segments also
+    cut at, and segment cuts that are no shot cut. None when no row records segments."""
+    rows = [r for r in rows if r.get("segments") and r.get("shots")]
+    if not rows:
+        return None
+    cuts = found = extra = 0
+    for r in rows:
+        true = {int(first) for first, _ in r["shots"][1:]}
+        made = {int(first) for first, _ in r["segments"][1:]}
+        cuts, found, extra = cuts + len(true), found + len(true & made), extra + len(made - true)
+    return {"items": len(rows), "cuts": cuts, "found": found, "extra": extra}
+
+
 def _row_id(row: dict) -> str:
     """A result row's item id (``id`` in ``adatp eval mcq`` rows, ``item_id`` in needle rows)."""
     return row["id"] if "id" in row else row["item_id"]

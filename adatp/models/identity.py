@@ -12,6 +12,9 @@ Hashing a 15 GB checkpoint on every run is too slow; instead the identity hashes
 
 Two different trainings of one architecture differ in the sampled blocks (every tensor changes);
 copying or moving a checkpoint keeps its identity (no paths or times are hashed).
+
+Scheme 1 (adatp before 2026-12-03 11:00 UTC) also hashed a small safetensors file's header before
+its whole content; :func:`model_identities` still computes it, so results written then resume.
 """
 
 from __future__ import annotations
@@ -38,22 +41,23 @@ def _safetensors_header(f, size: int) -> bytes:
     return f.read(length) if 8 + length <= size else b""
 
 
-def _hash_weight_file(digest: "hashlib._Hash", path: Path) -> None:
+def _hash_weight_file(digest: "hashlib._Hash", path: Path, scheme: int = 2) -> None:
     size = path.stat().st_size
     digest.update(f"{path.name}\0{size}\0".encode())
     with open(path, "rb") as f:
+        if path.suffix == ".safetensors" and (scheme == 1 or size > WHOLE_FILE_BYTES):
+            digest.update(_safetensors_header(f, size))
+            f.seek(0)
         if size <= WHOLE_FILE_BYTES:  # every byte, the header included
             digest.update(f.read())
             return
-        if path.suffix == ".safetensors":
-            digest.update(_safetensors_header(f, size))
         step = max(size // SAMPLE_BLOCKS, 1)
         for offset in range(0, size, step)[:SAMPLE_BLOCKS]:
             f.seek(offset)
             digest.update(f.read(BLOCK_BYTES))
 
 
-def model_identity(model_dir: str | os.PathLike[str]) -> str:
+def model_identity(model_dir: str | os.PathLike[str], scheme: int = 2) -> str:
     """A 16-hex-digit fingerprint of the checkpoint in ``model_dir`` (see the module docstring).
 
     Raises:
@@ -66,10 +70,15 @@ def model_identity(model_dir: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256(config.read_bytes())
     for path in sorted(model_dir.iterdir()):
         if path.is_file() and path.suffix in WEIGHT_SUFFIXES:
-            _hash_weight_file(digest, path)
+            _hash_weight_file(digest, path, scheme)
         elif path.name in MARKERS:
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def model_identities(model_dir: str | os.PathLike[str]) -> list[str]:
+    """The identity of ``model_dir`` under every scheme, current first (older results name it so)."""
+    return [model_identity(model_dir, scheme) for scheme in (2, 1)]
 
 
 def config_hash(model_dir: str | os.PathLike[str]) -> str:

@@ -59,7 +59,9 @@ def test_mixed_runs_record_shots_and_segments_and_complete_older_rows(tiny_model
     assert multi["shot_type"] == "multi" and len(multi["shots"]) == 2 and multi["event_shots"]
     for row in (single, multi):  # AdaTP's own segments, as frame ranges covering the clip
         assert row["segments"][0][0] == 0 and row["segments"][-1][1] == 15
-    assert set(summarize(run.results[specs[0]], by=("shot_type",))["by_shot_type"]) == {"single", "multi"}
+    summary = summarize(run.results[specs[0]], by=("shot_type",))
+    assert set(summary["by_shot_type"]) == {"single", "multi"}
+    assert summary["cuts"]["multi"]["cuts"] == 1 and summary["cuts"]["single"]["cuts"] == 0
     # A row written before shots were recorded gets them from its item, and is not redone.
     path = run.path(specs[0])
     header, *rows = path.read_text().splitlines()
@@ -87,10 +89,11 @@ def test_eval_needle_cli_end_to_end(tiny_model_dir, tmp_path):
     assert "out of reach" in payload["skipped"][0]["reason"]
     assert all(r["overall"]["total"] == 2 for r in payload["runs"])
     assert (tmp_path / "acc.png").stat().st_size > 1000
-    table = (tmp_path / "table.md").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in table if line.startswith("| ") and "---" not in line][1:] == [
+    text = (tmp_path / "table.md").read_text()
+    table = text.split("\n\n")[1].splitlines()  # the accuracy table (then skipped runs, segments vs cuts)
+    assert [line.split(" | ")[0] for line in table if "---" not in line][1:] == [
         "| none", "| adatp @ flops ratio 0.6", "| adatp @ flops ratio 0.3", "| fastv @ flops ratio 0.6"]
-    assert "skipped fastv" in table[-1]
+    assert "skipped fastv @ flops ratio 0.3" in text and "Segments against the shot cuts" in text
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -132,18 +131,38 @@ def test_the_vision_tower_runs_once_per_item_and_answers_do_not_change(family):
         assert torch.equal(a, b)
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
-def test_two_processes_with_accelerate_equal_one_process_item_for_item(tiny_model_dir, items_file, tmp_path):
+def test_the_process_barrier_waits_for_the_slowest_process(tmp_path):
+    """Process 0 merges the shards after the barrier: if it did not wait (accelerate's PartialState
+    under torchrun on CPU is not distributed), a slower process's last rows would miss the merge."""
+    script = tmp_path / "barrier.py"
+    script.write_text(
+        "import os, time\n"
+        "from adatp.eval.harness import _barrier\n"
+        "if os.environ['RANK'] == '1':\n    time.sleep(2)\n"
+        "t = time.time()\n_barrier(int(os.environ['WORLD_SIZE']))\n"
+        "print(os.environ['RANK'], time.time() - t, flush=True)\n")
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script)], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    waited = dict(line.split() for line in res.stdout.splitlines())
+    assert float(waited["0"]) > 1.5 and float(waited["1"]) < 1.5
+
+
+def test_two_processes_equal_one_process_item_for_item(tiny_model_dir, items_file, tmp_path):
     args = ["eval", "mcq", str(items_file), "--model", str(tiny_model_dir), "--methods", "none,adatp",
             "--flops-ratio", ".5", "--json"]
     single = _cli(*args, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run(["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "adatp", *args,
-                          "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=900, env=env)
+    # torchrun, not `accelerate launch --cpu`: accelerate's CPU launcher starts one process whatever
+    # --num_processes says (several CPU processes need MPI there).
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "adatp", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     payload = json.loads(res.stdout)  # only process 0 prints
+    assert payload["processes"] == 2  # really two: each wrote its own shard, merged by process 0
     assert [r["overall"]["total"] for r in payload["runs"]] == [6, 6]
     for name in ("none.jsonl", "adatp_flops0.5.jsonl"):
         folder = tmp_path / "two" / tiny_model_dir.name / "items"

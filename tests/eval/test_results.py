@@ -77,6 +77,23 @@ def test_a_results_file_refuses_another_model(tiny_model_dir, tmp_path):
         open_results(path, make_header(model_record(other), {"method": "none"}))
 
 
+def test_results_named_by_the_older_identity_scheme_resume(tiny_model_dir, tmp_path):
+    """Scheme 1 also hashed a small safetensors file's header first: the same weights, another
+    fingerprint. Its files resume; another model's scheme-1 identity is still refused."""
+    from adatp.models.identity import model_identities
+
+    now, older = model_identities(tiny_model_dir)
+    assert now == model_identity(tiny_model_dir) and older != now
+    path = tmp_path / "r.jsonl"
+    header = make_header(model_record(tiny_model_dir), {"method": "none"})
+    old = dict(header, model=dict(header["model"], identity=older))
+    path.write_text(json.dumps(old) + "\n" + _row("a") + "\n")
+    assert [r["item_id"] for r in open_results(path, header)] == ["a"]
+    path.write_text(json.dumps(dict(header, model=dict(header["model"], identity="0123456789abcdef"))) + "\n")
+    with pytest.raises(ConfigError, match="holds results of model"):
+        open_results(path, header)
+
+
 def test_eval_refuses_to_resume_with_a_different_model_of_the_same_name(tiny_model_dir, tmp_path):
     specs = [RunSpec("none")]
     run_needle(tiny_model_dir, specs, split="validation", count=1, out_dir=tmp_path / "out")

@@ -56,3 +56,15 @@ def test_holm_by_hand():
     # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (monotone)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == []
+
+
+def test_cut_agreement_by_hand():
+    from adatp.eval.stats import cut_agreement
+
+    rows = [
+        {"shots": [[0, 4], [5, 9], [10, 15]], "segments": [[0, 4], [5, 12], [13, 15]]},  # cut 5 found, 10 missed, 13 extra
+        {"shots": [[0, 15]], "segments": [[0, 7], [8, 15]]},  # no cut, one extra
+        {"shots": [[0, 15]]},  # no segments recorded: left out
+    ]
+    assert cut_agreement(rows) == {"items": 2, "cuts": 2, "found": 1, "extra": 2}
+    assert cut_agreement(rows[2:]) is None
