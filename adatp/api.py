@@ -123,10 +123,10 @@ def prune(
 def _tokenizer_for(model: nn.Module) -> Any:
     path = getattr(model, "name_or_path", "") or ""
     if path and Path(path).is_dir():
-        from transformers import AutoTokenizer
+        from adatp.relevance.trained import cached_tokenizer, directory_stamp
 
         try:
-            return AutoTokenizer.from_pretrained(path)
+            return cached_tokenizer(str(path), directory_stamp(path))
         except (OSError, ValueError):
             pass
     warnings.warn("no tokenizer found next to the model: pass tokenizer= so the relevance scorer can read the question", stacklevel=3)

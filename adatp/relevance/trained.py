@@ -9,6 +9,7 @@ Files, beside the model's ``config.json``: ``adatp_relevance.safetensors`` (weig
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -83,15 +84,38 @@ def has_trained_scorer(model_dir: str | Path) -> bool:
 
 
 def load_trained_scorer(model_dir: str | Path) -> TextFrameScorer:
-    """The scorer shipped in ``model_dir``, with the model's own tokenizer."""
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
+    """The scorer shipped in ``model_dir``, with the model's own tokenizer.
 
+    Loaded once per directory state (names, sizes and modification times of its files): an
+    evaluation prunes the same model thousands of times. The scorer is only ever read (eval mode,
+    no_grad), so one instance serves every pruned run.
+    """
     model_dir = Path(model_dir)
     if not has_trained_scorer(model_dir):
         raise ConfigError(f"{model_dir} has no trained relevance scorer ({WEIGHTS} and {CONFIG})")
-    scorer = TextFrameScorer(**json.loads((model_dir / CONFIG).read_text()))
-    scorer.load_state_dict(load_file(model_dir / WEIGHTS))
-    scorer.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return _load_trained_scorer(str(model_dir), directory_stamp(model_dir))
+
+
+def directory_stamp(model_dir: str | Path) -> tuple:
+    """(name, size, mtime_ns) of every file in ``model_dir``: a cache key that changes with them."""
+    return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in Path(model_dir).iterdir()
+                        if p.is_file() and (st := p.stat())))
+
+
+@functools.lru_cache(maxsize=4)
+def cached_tokenizer(model_dir: str, stamp: tuple) -> Any:
+    """``AutoTokenizer.from_pretrained(model_dir)``, once per directory state (``stamp``)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_trained_scorer(model_dir: str, stamp: tuple) -> TextFrameScorer:
+    from safetensors.torch import load_file
+
+    scorer = TextFrameScorer(**json.loads((Path(model_dir) / CONFIG).read_text()))
+    scorer.load_state_dict(load_file(Path(model_dir) / WEIGHTS))
+    scorer.tokenizer = cached_tokenizer(model_dir, stamp)
     scorer.name = f"model:{model_dir}"
     return scorer.eval()
