@@ -226,7 +226,7 @@ def run_items(
     Each item is prepared once (video read, prompt built) and its vision tower runs once: every
     run on it reuses the tower's output (:func:`adatp.runtime.encode_cache.reuse_outputs`). Items
     that cannot be evaluated are reported in ``bad_items`` and skipped. Under ``torchrun`` / ``accelerate launch``
-    items are dealt to the processes in turn (item i to process i mod N).
+    items are dealt by remaining work (:func:`_deal`).
     """
     from transformers.utils import logging as hf_logging
 
@@ -265,7 +265,7 @@ def run_items(
     model = adapter = None
     letters = letter_token_ids(tokenizer)
     wanted: dict[str, dict[str, Any]] = {}  # id -> the item's metadata, in item order
-    position = -1
+    assigned = [0] * world  # runs dealt to each process so far
     for item in items:
         if isinstance(item, BadItem):
             if rank == 0:
@@ -273,10 +273,10 @@ def run_items(
             if on_item:
                 on_item()
             continue
-        position += 1
         wanted[item.item_id] = item.metadata
+        mine = _deal([s for s in specs if item.item_id not in done[s]], assigned) == rank  # the same on every process
         todo = [s for s in specs if item.item_id not in done[s] and s not in run.skipped]
-        if todo and position % world == rank:
+        if todo and mine:
             model = model or load_model(model_dir, dtype=dtype, device=device)
             adapter = adapter or get_adapter(model)
             try:
@@ -314,6 +314,19 @@ def run_items(
         # Rows written before an item field existed (e.g. shot_type) take it from the item.
         run.results[spec] = [{**meta, **found[i]} for i, meta in wanted.items() if i in found]
     return run
+
+
+def _deal(remaining: list, assigned: list[int]) -> int:
+    """The process that answers an item: the one with the fewest runs dealt so far (ties to the
+    lowest rank), counting the item's runs not yet on disk. Every process reads the same files
+    before dealing, so every process computes the same deal; items whose runs are all done are
+    dealt to nobody. Balances resumed runs and alternating item types (item i to process i mod N
+    would give one process every multi-shot item of ``--shots mixed``)."""
+    if not remaining:
+        return -1
+    rank = min(range(len(assigned)), key=lambda r: (assigned[r], r))
+    assigned[rank] += len(remaining)
+    return rank
 
 
 def method_config(spec: RunSpec) -> dict[str, Any]:

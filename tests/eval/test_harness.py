@@ -182,3 +182,13 @@ def test_eval_needle_unknown_method_option_exits_2(tiny_model_dir, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.startswith("error:") and "unknown option 'alhpa'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_items_are_dealt_by_remaining_runs_not_by_position():
+    from adatp.eval.harness import _deal
+
+    assigned = [0, 0]
+    # --shots mixed after a resume: single-shot items need 3 runs, multi-shot ones 31. Dealing by
+    # position (i mod 2) would give process 1 every multi-shot item.
+    deals = [_deal(["run"] * n, assigned) for n in (3, 31, 3, 31, 3, 31, 0)]
+    assert deals == [0, 1, 0, 0, 1, 1, -1] and assigned == [37, 65]
