@@ -311,7 +311,7 @@ def paired_markdown(comparisons: list[dict]) -> str:
     grouped = any("group" in c for c in comparisons)
     lines = [f"Paired, item by item (exact McNemar test, two-sided; Holm: adjusted over the {len(comparisons)} "
              "comparisons of this table):", "",
-             "| " + ("items | " if grouped else "") + "method | against | items | right only with method "
+             "| " + ("group | " if grouped else "") + "method | against | items | right only with method "
              "| right only with the other | p | p (Holm) |",
              "|" + "---|" * (8 if grouped else 7)]
     for c in comparisons:
