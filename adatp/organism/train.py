@@ -599,7 +599,7 @@ def train(model_dir: str | Path, out_dir: str | Path, cfg: TrainConfig | None = 
 def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percentile: float = 10.0) -> dict[str, Any]:
     """tau_s for this model's tower (docs/method.md D6), from the train split only: the ``percentile``-th
     percentile of adjacent-frame cosine similarity of the class tokens over ``clips`` train clips
-    (every other item, as adatp-tiny's 0.92 was measured)."""
+    (every other item; adatp-tiny's shipped ``SEGMENT_THRESHOLD`` is this rule's value, a test checks it)."""
     import numpy as np
     from transformers import LlavaOnevisionForConditionalGeneration
 
