@@ -8,8 +8,11 @@ recomputes: it keeps the ids the model built. The tower has RMSNorm, a gated SiL
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from adatp.adapters.base import register_adapter
 from adatp.adapters.qwen2_vl import Qwen2VLAdapter
+from adatp.ops.flops import VisionDims, window_patch_counts
 
 
 @register_adapter
@@ -20,3 +23,12 @@ class Qwen2_5_VLAdapter(Qwen2VLAdapter):
     def _vision_sizes(self) -> tuple[int, int, int, int]:
         v = self.model.config.vision_config
         return v.hidden_size, v.intermediate_size, v.depth, 3  # gated MLP
+
+    def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:
+        """Qwen2-VL's sizes, with the windows that all blocks but ``fullatt_block_indexes`` attend in."""
+        dims = super().vision_dims(patch_grid)
+        v = self.model.config.vision_config
+        h, w = patch_grid or self._patch_grid or (0, 0)
+        units = v.window_size // v.spatial_merge_size // v.patch_size
+        windows = window_patch_counts(h, w, v.spatial_merge_size, units)
+        return replace(dims, window_patches=windows, full_attention_layers=len(v.fullatt_block_indexes))

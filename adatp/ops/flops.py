@@ -25,6 +25,9 @@ class VisionDims:
     """Sizes of a ViT tower: patches per frame (per temporal grid for Qwen-VL) and its MLP.
 
     ``mlp_matrices``: 2 for a plain MLP (fc1, fc2), 3 for a gated one (Qwen2.5-VL: gate, up, down).
+    ``window_patches``: patches in each attention window of a frame, for towers whose blocks attend
+    inside windows (Qwen2.5-VL); empty when every block attends over the whole frame.
+    ``full_attention_layers``: how many blocks attend over the whole frame (None: all of them).
     """
 
     hidden: int
@@ -32,6 +35,8 @@ class VisionDims:
     num_layers: int
     patches_per_frame: int
     mlp_matrices: int = 2
+    window_patches: tuple[int, ...] = ()
+    full_attention_layers: int | None = None
 
 
 def decoder_layer_flops(n: float, dims: DecoderDims) -> float:
@@ -72,10 +77,23 @@ def schedule_flops_ratio(retentions: Sequence[tuple[int, float]], num_visual: fl
     return pruned / full
 
 
+def window_patch_counts(grid_h: int, grid_w: int, merge: int, window_units: int) -> tuple[int, ...]:
+    """Patches in each attention window of a (grid_h x grid_w)-patch frame when windows are
+    ``window_units`` x ``window_units`` merge units (merge x merge patches each), tiled from the top
+    left; edge windows are cut short (Qwen2.5-VL: window_size 112 px / patch 14 / merge 2 = 4 units)."""
+    def chunks(units: int) -> list[int]:
+        return [min(window_units, units - start) for start in range(0, units, window_units)]
+
+    return tuple(a * b * merge * merge for a in chunks(grid_h // merge) for b in chunks(grid_w // merge))
+
+
 def vision_tower_flops(dims: VisionDims, num_frames: int) -> float:
-    """ViT encoder FLOPs for num_frames frames: per layer 4nD^2 + 2n^2 D + m nDD' (n patches, m MLP
-    matrices: 2 plain, 3 gated). Attention is counted over the whole frame (Qwen2.5-VL's windowed
-    blocks attend less: an upper bound there)."""
+    """ViT encoder FLOPs for num_frames frames: per layer 4nD^2 + m nDD' (n patches, m MLP matrices:
+    2 plain, 3 gated) plus attention, 2n^2 D over the whole frame, or 2D sum(w_i^2) over windows of
+    w_i patches in the windowed blocks (all but ``full_attention_layers``)."""
     n, d = dims.patches_per_frame, dims.hidden
-    per_layer = 4 * n * d * d + 2 * n * n * d + dims.mlp_matrices * n * d * dims.intermediate
-    return num_frames * dims.num_layers * per_layer
+    linear = 4 * n * d * d + dims.mlp_matrices * n * d * dims.intermediate
+    full = dims.num_layers if dims.full_attention_layers is None else dims.full_attention_layers
+    windowed_pairs = sum(w * w for w in dims.window_patches) if dims.window_patches else n * n
+    attention = full * 2 * n * n * d + (dims.num_layers - full) * 2 * windowed_pairs * d
+    return num_frames * (dims.num_layers * linear + attention)

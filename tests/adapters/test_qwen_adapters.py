@@ -42,3 +42,24 @@ def test_grid_is_read_from_the_models_own_positions_when_generate_dropped_it(fid
     assert Qwen2VLAdapter._grid_from_rows([5, 5, 5, 6, 6, 6] * 2, [5, 6, 7] * 4, 2) == (2, 4, 6)
     with pytest.raises(InputError, match="grids"):
         Qwen2VLAdapter._grid_from_rows([5, 5, 6, 6, 5], [5, 6, 5, 6, 5], 2)
+
+
+@pytest.mark.parametrize("grid", [(8, 8), (28, 28), (24, 40), (18, 10)])
+def test_qwen2_5_vl_vision_windows_are_the_models_own(grid):
+    """The windows counted for FLOPs against transformers' own window index (the lengths between
+    its cu_window_seqlens) on real-size Qwen2.5-VL window settings (112 px, patch 14, merge 2)."""
+    from transformers.vision_utils import get_vision_window_index
+
+    model = family_model("qwen2.5-vl")
+    adapter = get_adapter(model)
+    v = model.config.vision_config
+    _, cu = get_vision_window_index(torch.tensor([[1, *grid]]), spatial_merge_size=2, window_size=112, patch_size=14)
+    theirs = [n for n in torch.diff(torch.as_tensor(cu)).tolist() if n > 0]
+    with_real_windows = type(v)(**{**v.to_dict(), "window_size": 112, "patch_size": 14, "spatial_merge_size": 2})
+    model.config.vision_config, saved = with_real_windows, v
+    try:
+        dims = adapter.vision_dims(grid)
+    finally:
+        model.config.vision_config = saved
+    assert list(dims.window_patches) == theirs
+    assert dims.full_attention_layers == len(v.fullatt_block_indexes) < dims.num_layers

@@ -84,3 +84,18 @@ def test_default_schedule_for_shallow_models_stays_inside_depth():
         s = default_schedule(depth)
         validate_schedule(s, depth)
         assert s[-1][1] == 0.20
+
+
+def test_windowed_vision_attention_by_hand():
+    """28x28 patches, merge 2 -> 14x14 units in windows of 4x4 units: unit chunks 4,4,4,2 per axis,
+    so sum(w^2) = 16 * (3*16 + 4)^2 = 43,264 patch pairs against 784^2 = 614,656 for the full frame."""
+    from adatp.ops.flops import VisionDims, vision_tower_flops, window_patch_counts
+
+    windows = window_patch_counts(28, 28, 2, 4)
+    assert len(windows) == 16 and sum(windows) == 784 and sum(w * w for w in windows) == 43_264
+    d, inter = 8, 16
+    full = VisionDims(d, inter, 4, 784, 3)
+    windowed = VisionDims(d, inter, 4, 784, 3, window_patches=windows, full_attention_layers=1)
+    linear = 4 * 784 * d * d + 3 * 784 * d * inter
+    assert vision_tower_flops(full, 2) == 2 * (4 * linear + 4 * 2 * 784**2 * d)
+    assert vision_tower_flops(windowed, 2) == 2 * (4 * linear + 2 * 784**2 * d + 3 * 2 * 43_264 * d)
