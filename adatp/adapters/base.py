@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adatp.errors import InputError, UnsupportedModelError
+from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
 NEWLINE_MODES = ("video_end", "row", "frame", "none", "interleaved")
@@ -129,6 +129,15 @@ class ModelAdapter(ABC):
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.check_model()
+        # A checkpoint may carry its own calibrated tau_s (D6; `adatp analyze segments` measures it).
+        value = getattr(model.config, "adatp_segment_threshold", None)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+                raise ConfigError(
+                    f"the model config's adatp_segment_threshold must be a cosine in [-1, 1], got {value!r}: "
+                    "fix or remove it in config.json"
+                )
+            self.default_segment_threshold = float(value)
 
     # --- structure -------------------------------------------------------------------------
     @abstractmethod

@@ -66,10 +66,6 @@ class LlavaOnevisionAdapter(ModelAdapter):
         # "default" drops the tower's first token (a CLS, as in CLIP/DINOv2 towers) before the
         # projector: that token is then the frame's global feature. SigLIP towers ("full") have none.
         self.global_feature = "cls" if model.config.vision_feature_select_strategy == "default" else "patch_mean"
-        # A checkpoint with another tower may carry its own calibrated tau_s (D6) in its config.
-        self.default_segment_threshold = float(
-            getattr(model.config, "adatp_segment_threshold", type(self).default_segment_threshold)
-        )
 
     def vision_tower(self) -> nn.Module:
         return self.model.model.vision_tower

@@ -52,7 +52,8 @@ class Qwen2VLAdapter(ModelAdapter):
     model_classes = ("Qwen2VLForConditionalGeneration",)
     model_types = ("qwen2_vl",)
     tested_transformers = "5.23.0"
-    # Not calibrated for this tower (D6 asks for a calibration on a training split): the SigLIP value.
+    # Not calibrated for this tower (D6 asks for a calibration on a training split): the SigLIP value,
+    # unless the config carries adatp_segment_threshold (`adatp analyze segments` measures one).
     default_segment_threshold = 0.90
     global_feature = "token_mean"
     supports_compact_positions = False

@@ -111,3 +111,44 @@ def kept(
     for method, reason in payload["skipped"].items():
         out.print(f"[yellow]skipped {method}:[/] {reason}")
     out.print(f"wrote kept.json and {len(payload['files'])} pictures to {out_dir}")
+
+
+@app.command()
+def segments(
+    model: ModelOpt,
+    videos: Annotated[list[Path], typer.Option("--video", help="video file; repeat for more (training-split clips)")],
+    frames: Annotated[int, typer.Option("--frames", help="frames sampled uniformly from each video")] = 32,
+    percentile: Annotated[float, typer.Option("--percentile", help="share of frame pairs that should cut, in %")] = 10.0,
+    json_out: Annotated[Path | None, typer.Option("--out", help="also write the JSON payload to this file")] = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Where AdaTP cuts each video into segments, and tau_s (segment_threshold) calibrated for this model."""
+    from adatp.analysis.run import analyze_segments
+
+    payload = analyze_segments(model, list(videos), frames, percentile, dtype=dtype, device=device)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
+    if as_json:
+        out.print_json(json.dumps(payload))
+        return
+    cal = payload["calibration"]
+    now = payload["segment_threshold_now"]
+    table = Table(title=f"adjacent-frame similarity of {payload['segmentation_feature']} features")
+    for name in ("video", "pairs", "min", "median", f"segments (tau_s {now:.4g})", f"segments (tau_s {cal['threshold']:.4g})"):
+        table.add_column(name, justify="right")
+    for v in payload["videos"]:
+        sims = sorted(v["frame_similarity"])
+        table.add_row(
+            Path(v["video"]).name, str(len(sims)), f"{sims[0]:.4f}", f"{sims[len(sims) // 2]:.4f}",
+            str(len(v["segments_now"])), str(len(v["segments_calibrated"])),
+        )
+    out.print(table)
+    out.print(
+        f"tau_s = {cal['threshold']:.4f}: the {cal['percentile']:g}th percentile of {cal['pairs']} frame pairs "
+        f"(the model's default now: {now:.4g}). Use it with segment_threshold={cal['threshold']:.4f} "
+        f"(prune() or --methods adatp:segment_threshold=...), or make it the model's default with "
+        f"\"adatp_segment_threshold\": {cal['threshold']:.4f} in its config.json."
+    )

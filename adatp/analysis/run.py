@@ -16,7 +16,7 @@ import torch
 
 from adatp.analysis import bias
 from adatp.analysis.attention import capture_attention, kept_tokens
-from adatp.errors import ConfigError
+from adatp.errors import ConfigError, InputError
 
 DEFINITIONS = {
     "frame_mass": "share of the query's attention to visual tokens that falls on each frame",
@@ -51,18 +51,23 @@ def check_settings(top_fraction: float, end_fraction: float, alpha: float) -> No
     bias.repeat_threshold(1, 1, 1, alpha)
 
 
+def _model_inputs(model_dir: str | Path, model: Any, clip: np.ndarray, question: str, device: str) -> dict[str, torch.Tensor]:
+    from adatp.inputs import prepare_inputs
+
+    inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, clip, question).items()}
+    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
+    return inputs
+
+
 def prepare(model_dir: str | Path, video: str | Path, question: str, frames: int, dtype: str, device: str) -> Prepared:
     """Read the video first (cheap errors first), then load the model and build its inputs."""
     from adatp.adapters.base import get_adapter
-    from adatp.inputs import prepare_inputs
     from adatp.pipeline import load_model
     from adatp.video import read_video
 
     clip = read_video(video, num_frames=frames)
     model = load_model(model_dir, dtype=dtype, device=device)
-    inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, clip, question).items()}
-    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-    return Prepared(model, inputs, clip, get_adapter(model).grid_extent())
+    return Prepared(model, _model_inputs(model_dir, model, clip, question, device), clip, get_adapter(model).grid_extent())
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -269,3 +274,57 @@ def analyze_kept(
     }
     _write_json(out / "kept.json", payload)
     return payload
+
+
+SEGMENTS_QUESTION = "What happens in the video?"  # segmentation does not read the question
+
+
+def analyze_segments(
+    model_dir: str | Path,
+    videos: list[str | Path],
+    frames: int = 32,
+    percentile: float = 10.0,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Where AdaTP cuts each video into segments, and tau_s for this model by the calibration rule.
+
+    One pruned prefill per video (``adatp`` at its defaults) reads the runtime's own frame features
+    g_t, so the similarities are exactly what AdaTP segments on (class token, patch mean, or a Qwen-VL
+    grid's token mean). The calibrated tau_s is the ``percentile``-th percentile of the similarities
+    pooled over every video (D6): pass training-split clips, never the clips you evaluate on.
+    """
+    from adatp.ops.segmentation import calibrate_threshold, check_percentile, segment_ranges, segments_from_similarity
+    from adatp.pipeline import load_model
+    from adatp.video import read_video
+
+    check_percentile(percentile)
+    if not videos:
+        raise ConfigError("no video given: pass --video at least once (clips from your training split)")
+    clips = [(str(v), read_video(v, num_frames=frames)) for v in videos]  # every video first: cheap errors first
+    model = load_model(model_dir, dtype=dtype, device=device)
+    per_video, pooled, feature, threshold_now = [], [], None, None
+    for path, clip in clips:
+        kept = kept_tokens(model, _model_inputs(model_dir, model, clip, SEGMENTS_QUESTION, device), "adatp")
+        info = kept.report.method_info
+        similarity = [float(x) for x in info.get("frame_similarity", [])]
+        feature, threshold_now = info.get("segmentation_feature"), info.get("segment_threshold")
+        if not similarity:
+            raise InputError(f"{path}: no frame similarities ({info.get('segmentation')}); a clip needs 2 frames or more")
+        pooled.extend(similarity)
+        per_video.append({"video": path, "frames": len(similarity) + 1, "frame_similarity": similarity,
+                          "segments_now": info["segments"]})
+    calibration = calibrate_threshold(torch.tensor(pooled, dtype=torch.float64), percentile)
+    for entry in per_video:  # the same clips cut at the calibrated threshold (m = 1)
+        ids = segments_from_similarity(torch.tensor(entry["frame_similarity"], dtype=torch.float64), calibration["threshold"])
+        entry["segments_calibrated"] = segment_ranges(ids)
+    return {
+        "command": "segments",
+        "model": str(model_dir),
+        "frames_sampled": frames,
+        "segmentation_feature": feature,
+        "segment_threshold_now": threshold_now,
+        "calibration": calibration,
+        "rule": f"the {percentile:g}th percentile of adjacent-frame similarity over the given clips (D6)",
+        "videos": per_video,
+    }

@@ -21,7 +21,7 @@ from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, StagePlan, TargetConfig, register_method
 from adatp.ops.budgets import allocate_segment_budgets, normalize_relevance, segment_relevance, segment_weights
 from adatp.ops.dedup import duplicate_mask, spatial_redundancy
-from adatp.ops.segmentation import segment_frames, segment_ranges
+from adatp.ops.segmentation import adjacent_frame_similarity, segment_frames, segment_ranges
 from adatp.ops.selection import duplicate_last_scores, select_in_segments
 
 
@@ -73,9 +73,14 @@ class AdaTP(PruningMethod):
         per_frame = layout.tokens_per_frame
         # Stage 0: segments of similar consecutive frames.
         self.segmentation_note = "on" if cfg.segmentation else "off (ablation: one segment)"
+        self.frame_similarity: list[float] = []
+        self.threshold_used: float | None = None
         if cfg.segmentation and ctx.frame_features is not None:
             tau = cfg.segment_threshold if cfg.segment_threshold is not None else ctx.segment_threshold
             frame_segments = segment_frames(ctx.frame_features, tau, cfg.min_segments)
+            if ctx.frame_features.shape[0] > 1:  # reported, so a user can see why a cut fell where it did
+                self.frame_similarity = adjacent_frame_similarity(ctx.frame_features).tolist()
+            self.threshold_used = float(tau)
         else:
             if cfg.segmentation:  # never a silent change: warn and record it in the report
                 msg = (
@@ -146,6 +151,8 @@ class AdaTP(PruningMethod):
             "relevance_source": self.relevance_source,
             "segmentation": self.segmentation_note,
             "segmentation_feature": self.frame_feature_source,
+            "segment_threshold": self.threshold_used,
+            "frame_similarity": [round(x, 6) for x in self.frame_similarity],
             "duplicates": int(self.duplicates.sum()),
             "segment_budgets": self.budgets,
         }

@@ -45,7 +45,12 @@ def segment_frames(
         raise InputError("cannot segment a video with zero frames")
     if num_frames == 1:
         return torch.zeros(1, dtype=torch.long, device=frame_features.device)
-    sim = adjacent_frame_similarity(frame_features)  # (T-1,)
+    return segments_from_similarity(adjacent_frame_similarity(frame_features), threshold, min_segments)
+
+
+def segments_from_similarity(sim: torch.Tensor, threshold: float, min_segments: int = 1) -> torch.Tensor:
+    """:func:`segment_frames` given s_t: (T-1,) adjacent-frame similarities -> (T,) segment ids."""
+    num_frames = sim.shape[0] + 1
     cut = sim < threshold  # cut[t]: a segment starts at frame t+1
     wanted_cuts = min(min_segments, num_frames) - 1
     if wanted_cuts > 0:
@@ -71,3 +76,32 @@ def segment_ranges(segment_ids: torch.Tensor) -> list[tuple[int, int]]:
         ranges.append((first, first + size - 1))
         first += size
     return ranges
+
+
+def check_percentile(percentile: float) -> float:
+    if not 0.0 <= percentile <= 100.0:  # also refuses NaN
+        raise ConfigError(f"percentile must be in [0, 100], got {percentile}: e.g. --percentile 10")
+    return percentile
+
+
+def calibrate_threshold(similarities: torch.Tensor, percentile: float = 10.0) -> dict[str, float | int | dict]:
+    """tau_s for a tower by the documented rule (D6): the ``percentile``-th percentile of the
+    adjacent-frame similarities s_t pooled over training clips, so that about that share of
+    frame pairs starts a segment (linear interpolation, as ``numpy.percentile``).
+
+    Args:
+        similarities: (P,) s_t values of all clips, concatenated.
+        percentile: in [0, 100].
+    Returns:
+        ``threshold``, ``percentile``, ``pairs`` and the 5/10/20/50th percentiles (``quantiles``).
+    """
+    check_percentile(percentile)
+    values = similarities.detach().double().flatten().cpu()
+    if values.numel() == 0:
+        raise InputError("no frame pairs to calibrate on: give clips of at least 2 frames")
+
+    def at(p: float) -> float:
+        return float(torch.quantile(values, p / 100.0))
+
+    return {"threshold": at(percentile), "percentile": percentile, "pairs": int(values.numel()),
+            "quantiles": {str(q): round(at(q), 4) for q in (5, 10, 20, 50)}}

@@ -600,10 +600,10 @@ def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percenti
     """tau_s for this model's tower (docs/method.md D6), from the train split only: the ``percentile``-th
     percentile of adjacent-frame cosine similarity of the class tokens over ``clips`` train clips
     (every other item; adatp-tiny's shipped ``SEGMENT_THRESHOLD`` is this rule's value, a test checks it)."""
-    import numpy as np
     from transformers import LlavaOnevisionForConditionalGeneration
 
     from adatp.adapters.base import get_adapter
+    from adatp.ops.segmentation import adjacent_frame_similarity, calibrate_threshold
     from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
@@ -613,8 +613,5 @@ def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percenti
     sims = []
     for i in range(0, 2 * clips, 2):
         cls = adapter.cls_features(adapter.run_tower(preprocess_frames(make_item("train", i).frames, cfg)))
-        cls = F.normalize(cls.float(), dim=-1)
-        sims.append((cls[:-1] * cls[1:]).sum(-1))
-    values = torch.cat(sims).numpy()
-    return {"threshold": float(np.percentile(values, percentile)), "percentile": percentile,
-            "pairs": int(values.size), "quantiles": {q: round(float(np.percentile(values, q)), 4) for q in (5, 10, 20, 50)}}
+        sims.append(adjacent_frame_similarity(cls))
+    return calibrate_threshold(torch.cat(sims), percentile)
