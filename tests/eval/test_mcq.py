@@ -140,13 +140,14 @@ def test_the_process_barrier_waits_for_the_slowest_process(tmp_path):
         "from adatp.eval.harness import _barrier\n"
         "if os.environ['RANK'] == '1':\n    time.sleep(2)\n"
         "t = time.time()\n_barrier(int(os.environ['WORLD_SIZE']))\n"
-        "print(os.environ['RANK'], time.time() - t, flush=True)\n")
+        "open(os.path.join(os.path.dirname(__file__), 'waited' + os.environ['RANK']), 'w').write(str(time.time() - t))\n")
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(script)], capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stderr[-2000:]
-    waited = dict(line.split() for line in res.stdout.splitlines())
-    assert float(waited["0"]) > 1.5 and float(waited["1"]) < 1.5
+    # each process writes its own file: two processes printing to one pipe can interleave their lines
+    waited = {rank: float((tmp_path / f"waited{rank}").read_text()) for rank in "01"}
+    assert waited["0"] > 1.5 and waited["1"] < 1.5
 
 
 def test_two_processes_equal_one_process_item_for_item(tiny_model_dir, items_file, tmp_path):
