@@ -157,10 +157,10 @@ def open_results(path: Path, header: dict[str, Any], required: dict[str, type] =
 
 def _older_identity_of(identity: str | None, model_dir: str) -> bool:
     """Whether ``identity`` is this model's under an older fingerprint scheme (the same weights)."""
-    from adatp.models.identity import model_identities
+    from adatp.models.identity import older_identities
 
-    try:
-        return identity in model_identities(model_dir)[1:]
+    try:  # the current scheme's identity is already known to differ: hash only the older ones
+        return identity in older_identities(model_dir)
     except (ConfigError, OSError):
         return False
 

@@ -21,7 +21,7 @@ from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, StagePlan, TargetConfig, register_method
 from adatp.ops.budgets import allocate_segment_budgets, normalize_relevance, segment_relevance, segment_weights
 from adatp.ops.dedup import duplicate_mask, spatial_redundancy
-from adatp.ops.segmentation import adjacent_frame_similarity, segment_frames, segment_ranges
+from adatp.ops.segmentation import adjacent_frame_similarity, segment_ranges, segments_from_similarity
 from adatp.ops.selection import duplicate_last_scores, select_in_segments
 
 
@@ -77,9 +77,9 @@ class AdaTP(PruningMethod):
         self.threshold_used: float | None = None
         if cfg.segmentation and ctx.frame_features is not None:
             tau = cfg.segment_threshold if cfg.segment_threshold is not None else ctx.segment_threshold
-            frame_segments = segment_frames(ctx.frame_features, tau, cfg.min_segments)
-            if ctx.frame_features.shape[0] > 1:  # reported, so a user can see why a cut fell where it did
-                self.frame_similarity = adjacent_frame_similarity(ctx.frame_features).tolist()
+            similarity = adjacent_frame_similarity(ctx.frame_features)  # (T-1,)
+            frame_segments = segments_from_similarity(similarity, tau, cfg.min_segments)
+            self.frame_similarity = similarity.tolist()  # reported: why a cut fell where it did
             self.threshold_used = float(tau)
         else:
             if cfg.segmentation:  # never a silent change: warn and record it in the report

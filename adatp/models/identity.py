@@ -31,6 +31,7 @@ MARKERS = ("adatp_organism.json", "adatp_tiny.json")
 WHOLE_FILE_BYTES = 64 << 20
 SAMPLE_BLOCKS = 256
 BLOCK_BYTES = 4096
+OLDER_SCHEMES = (1,)  # model_identity's default scheme is 2
 
 
 def _safetensors_header(f, size: int) -> bytes:
@@ -76,9 +77,14 @@ def model_identity(model_dir: str | os.PathLike[str], scheme: int = 2) -> str:
     return digest.hexdigest()[:16]
 
 
+def older_identities(model_dir: str | os.PathLike[str]) -> list[str]:
+    """The identity of ``model_dir`` under each older scheme (results written then name it so)."""
+    return [model_identity(model_dir, scheme) for scheme in OLDER_SCHEMES]
+
+
 def model_identities(model_dir: str | os.PathLike[str]) -> list[str]:
-    """The identity of ``model_dir`` under every scheme, current first (older results name it so)."""
-    return [model_identity(model_dir, scheme) for scheme in (2, 1)]
+    """The identity of ``model_dir`` under every scheme, current first."""
+    return [model_identity(model_dir), *older_identities(model_dir)]
 
 
 def config_hash(model_dir: str | os.PathLike[str]) -> str:

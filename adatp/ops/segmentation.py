@@ -38,18 +38,16 @@ def segment_frames(
     Returns:
         (T,) int64 segment id per frame, non-decreasing, starting at 0.
     """
-    if min_segments < 1:
-        raise ConfigError(f"min_segments must be >= 1, got {min_segments}")
-    num_frames = frame_features.shape[0]
-    if num_frames == 0:
+    if frame_features.shape[0] == 0:
         raise InputError("cannot segment a video with zero frames")
-    if num_frames == 1:
-        return torch.zeros(1, dtype=torch.long, device=frame_features.device)
     return segments_from_similarity(adjacent_frame_similarity(frame_features), threshold, min_segments)
 
 
 def segments_from_similarity(sim: torch.Tensor, threshold: float, min_segments: int = 1) -> torch.Tensor:
-    """:func:`segment_frames` given s_t: (T-1,) adjacent-frame similarities -> (T,) segment ids."""
+    """:func:`segment_frames` given s_t: (T-1,) adjacent-frame similarities (empty for one frame)
+    -> (T,) segment ids."""
+    if min_segments < 1:
+        raise ConfigError(f"min_segments must be >= 1, got {min_segments}")
     num_frames = sim.shape[0] + 1
     cut = sim < threshold  # cut[t]: a segment starts at frame t+1
     wanted_cuts = min(min_segments, num_frames) - 1
