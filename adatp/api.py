@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from adatp.adapters.base import get_adapter
+from adatp.families import get_adapter
 from adatp.errors import ConfigError
 from adatp.methods.base import build_method
 from adatp.ops.schedule import check_fraction, validate_schedule

@@ -74,6 +74,7 @@ def _run_question(
 ):
     from transformers import AutoTokenizer
 
+    from adatp.families import inputs_to
     from adatp.inputs import prepare_inputs
     from adatp.pipeline import answer_question, load_model
     from adatp.video import read_video
@@ -92,10 +93,7 @@ def _run_question(
         model = load_model(model_dir, dtype=dtype, device=device)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         progress.update(step, description="preprocessing frames")
-        inputs = prepare_inputs(model_dir, clip, question)
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        if dtype != "float32":
-            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
+        inputs = inputs_to(prepare_inputs(model_dir, clip, question), model, device)
         progress.remove_task(step)
         runs = 2 if compare and method != "none" else 1
         decode = progress.add_task(f"vision + prefill + decode ({method})", total=runs * max_new_tokens)

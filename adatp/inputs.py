@@ -1,16 +1,9 @@
 """Model inputs for one video and one question, as the checkpoint's own processor builds them.
 
-The shared steps live here (model directory, tokenizer, chat template, text checks, frame checks);
-each family's adapter builds its inputs (``ModelAdapter.build_inputs``): LLaVA-OneVision below in
-words, Qwen2-VL / Qwen2.5-VL / Qwen3-VL in ``adatp/adapters/qwen2_vl.py`` (pixels in
-:mod:`adatp.video.qwen_preprocess`).
-
-``transformers``' video processors need torchvision, which adatp does not depend on, so this
-module rebuilds what ``LlavaOnevisionProcessor`` does for a single video: render the checkpoint's
-chat template, expand the ``<video>`` placeholder to ``T * ceil(p / 2) ** 2 + 1`` tokens (``p``
-patches per side; the pooled grid of every frame plus ONE newline for the whole video, as
-``LlavaOnevisionProcessor.replace_video_token``), tokenise, and preprocess the frames with the
-checkpoint's own settings (:mod:`adatp.video.preprocess`).
+The steps every family shares live here (model directory, tokenizer, text checks, frame checks,
+context length); the family's processor (``adatp/families/<name>/processor.py``, found by the
+config's ``model_type``) renders the chat template, expands the video placeholder and preprocesses
+the frames, without torchvision.
 """
 
 from __future__ import annotations
@@ -24,14 +17,12 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer, BatchFeature, PretrainedConfig
 
-from adatp.errors import ConfigError, InputError, UnsupportedModelError, VideoError
-from adatp.video.preprocess import load_preprocess_config, preprocess_frames
+from adatp.errors import ConfigError, InputError, VideoError
+from adatp.families import placeholders, processor_for
+from adatp.families.processing import load_chat_template, render
 
-VIDEO_TOKEN = "<video>"
-IMAGE_TOKEN = "<image>"
-QWEN_VIDEO_PAD = "<|video_pad|>"
 #: text a question must not contain: every family's media placeholders
-PLACEHOLDERS = (VIDEO_TOKEN, IMAGE_TOKEN, QWEN_VIDEO_PAD, "<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
+PLACEHOLDERS = placeholders()
 NO_VIDEO = "a prompt without a video is not supported by adatp (it prunes video tokens): pass the video's frames"
 
 ModelRef = str | os.PathLike[str] | Any  # a model directory, or a tokenizer loaded from one
@@ -84,36 +75,24 @@ def resolve_model(model_dir_or_tokenizer: ModelRef) -> tuple[Path, Any]:
 
 
 def load_model_config(model_dir: str | os.PathLike[str]) -> PretrainedConfig:
-    """The checkpoint's config; it must be a LLaVA-OneVision-style video model."""
+    """The checkpoint's config; it must be a video model of a supported family."""
     model_dir = _model_dir(model_dir)
     try:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"could not read {str(model_dir / 'config.json')!r}: {exc}") from None
-    from adatp.video.qwen_preprocess import QWEN_FAMILIES
-
-    if config.model_type in QWEN_FAMILIES:
-        return config
-    if getattr(config, "vision_config", None) is None or getattr(config, "video_token_index", None) is None:
-        raise UnsupportedModelError(
-            f"{str(model_dir)!r} holds a {config.model_type!r} model: adatp.prepare_inputs builds inputs for "
-            f"LLaVA-OneVision / LLaVA-Video checkpoints (model_type 'llava_onevision') and {', '.join(QWEN_FAMILIES)}"
-        )
+    processor_for(config.model_type).check_config(config, model_dir)
     return config
 
 
-def tokens_per_frame(config: PretrainedConfig) -> int:
-    """LLaVA-OneVision: video tokens of one frame (the adapter's rule)."""
-    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
-
-    return LlavaOnevisionAdapter.tokens_per_frame(config)
+def tokens_per_frame(config: PretrainedConfig) -> int | None:
+    """Video tokens of one frame when the config fixes them (the family's rule), else None."""
+    return processor_for(config.model_type).tokens_per_frame(config)
 
 
-def num_video_tokens(config: PretrainedConfig, num_frames: int) -> int:
-    """LLaVA-OneVision: ``num_frames * tokens_per_frame + 1`` (the adapter's rule)."""
-    from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
-
-    return LlavaOnevisionAdapter.video_token_count(config, num_frames)
+def num_video_tokens(config: PretrainedConfig, num_frames: int) -> int | None:
+    """Video tokens of ``num_frames`` frames when the config fixes them (LLaVA: ``T * c + 1``), else None."""
+    return processor_for(config.model_type).video_token_count(config, num_frames)
 
 
 def context_length(config: PretrainedConfig) -> int | None:
@@ -121,12 +100,6 @@ def context_length(config: PretrainedConfig) -> int | None:
     text_config = getattr(config, "text_config", None) or config
     value = getattr(text_config, "max_position_embeddings", None)
     return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def _video_token_index(config: PretrainedConfig) -> int:
-    """The id of the video placeholder token (LLaVA: ``video_token_index``, Qwen-VL: ``video_token_id``)."""
-    value = getattr(config, "video_token_index", None)
-    return int(value if value is not None else config.video_token_id)
 
 
 def check_context(config: PretrainedConfig, num_frames: int, text_tokens: int, video_tokens: int,
@@ -171,44 +144,13 @@ def prompt_length(model_dir_or_tokenizer: ModelRef, question: str, num_frames: i
     model_dir, tokenizer = resolve_model(model_dir_or_tokenizer)
     config = load_model_config(model_dir)
     _check_special_tokens("question", question, tokenizer)
-    from adatp.adapters.base import adapter_class_for
-
-    count = getattr(adapter_class_for(config.model_type), "video_token_count", None)
+    processor = processor_for(config.model_type)
+    count = processor.video_token_count(config, num_frames)
     if count is None:
         return None
-    prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
-    text_tokens = len(tokenizer(prompt.replace(VIDEO_TOKEN, ""), add_special_tokens=False)["input_ids"])
-    return check_context(config, num_frames, text_tokens, count(config, num_frames), new_tokens,
-                         per_frame=tokens_per_frame(config))
-
-
-def load_chat_template(model_dir: str | os.PathLike[str], tokenizer: Any = None) -> str:
-    """The checkpoint's multimodal chat template.
-
-    Looked up in the order the llava-hf checkpoints need: ``chat_template.jinja``,
-    ``chat_template.json``, ``processor_config.json`` (processor templates, which render media),
-    then the tokenizer's own (on llava-hf checkpoints that one, if any, is Qwen2's text-only one).
-    """
-    model_dir = Path(model_dir)
-    jinja = model_dir / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    for name in ("chat_template.json", "processor_config.json"):
-        path = model_dir / name
-        if path.is_file():
-            try:
-                template = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
-            except ValueError as exc:
-                raise ConfigError(f"{str(path)!r} is not valid JSON: {exc}") from None
-            if isinstance(template, str) and template:
-                return template
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, str) and template:
-        return template
-    raise ConfigError(
-        f"no chat template in {str(model_dir)!r} (looked for chat_template.jinja, chat_template.json, "
-        "processor_config.json and the tokenizer's): adatp needs the checkpoint's template to place the video"
-    )
+    prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, processor.placeholder)
+    text_tokens = len(tokenizer(processor.text_without_video(prompt), add_special_tokens=False)["input_ids"])
+    return check_context(config, num_frames, text_tokens, count, new_tokens, per_frame=processor.tokens_per_frame(config))
 
 
 def _check_text(name: str, text: Any, *, allow_empty: bool = False) -> str:
@@ -237,28 +179,8 @@ def _check_special_tokens(name: str, text: str, tokenizer: Any) -> None:
         )
 
 
-def _conversation(question: str, system_prompt: str | None) -> list[dict[str, Any]]:
-    messages = []
-    if system_prompt is not None:
-        messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-    messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]})
-    return messages
-
-
-def _render(tokenizer: Any, template: str, question: str, system_prompt: str | None, placeholder: str = VIDEO_TOKEN) -> str:
-    prompt = tokenizer.apply_chat_template(
-        _conversation(question, system_prompt), chat_template=template, tokenize=False, add_generation_prompt=True
-    )
-    if prompt.count(placeholder) != 1:
-        raise ConfigError(
-            f"the chat template rendered {prompt.count(placeholder)} {placeholder!r} placeholders for one video, "
-            "expected exactly 1: is it this checkpoint's template?"
-        )
-    return prompt
-
-
 def build_prompt(model_dir_or_tokenizer: ModelRef, question: str, *, system_prompt: str | None = None) -> str:
-    """The rendered prompt with its single ``<video>`` placeholder (before expansion).
+    """The rendered prompt with its single video placeholder (before expansion; LLaVA: ``<video>``).
 
     For the llava-hf template: ``<|im_start|>user\\n<video>\\n{question}<|im_end|>\\n<|im_start|>assistant\\n``
     (a system turn first when ``system_prompt`` is given).
@@ -270,7 +192,8 @@ def build_prompt(model_dir_or_tokenizer: ModelRef, question: str, *, system_prom
     _check_special_tokens("question", question, tokenizer)
     if system_prompt is not None:
         _check_special_tokens("system_prompt", system_prompt, tokenizer)
-    return _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt)
+    placeholder = processor_for(load_model_config(model_dir).model_type).placeholder
+    return render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, placeholder)
 
 
 def check_frames(frames: Any) -> np.ndarray:
@@ -293,42 +216,6 @@ def check_frames(frames: Any) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise VideoError(f"frames must be uint8 (0..255 RGB), got {frames.dtype}")
     return np.ascontiguousarray(frames)
-
-
-def _video_token_id(tokenizer: Any, config: PretrainedConfig) -> int:
-    token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
-    if token_id != config.video_token_index:
-        raise ConfigError(
-            f"the tokenizer maps {VIDEO_TOKEN!r} to {token_id}, but config.video_token_index is "
-            f"{config.video_token_index}: tokenizer and model do not belong together"
-        )
-    return token_id
-
-
-def _tokenize(tokenizer: Any, prompt: str, video_id: int, expected: int) -> torch.Tensor:
-    """Expand the placeholder in the text and tokenise: (1, L) long ids with ``expected`` video ids."""
-    text = prompt.replace(VIDEO_TOKEN, VIDEO_TOKEN * expected, 1)
-    # The template already holds every special token; Qwen2 adds no BOS anyway.
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].long()
-    found = int((ids == video_id).sum())
-    if found != expected:
-        raise ConfigError(
-            f"tokenised prompt holds {found} video tokens, expected {expected}: "
-            f"{VIDEO_TOKEN!r} is not one special token of this tokenizer"
-        )
-    return ids
-
-
-def _pixels(model_dir: Path, video: np.ndarray, config: PretrainedConfig) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (1, T, 3, S, S) float32, S = the vision tower's image size."""
-    pixels = preprocess_frames(video, load_preprocess_config(model_dir))
-    size = config.vision_config.image_size
-    if tuple(pixels.shape) != (video.shape[0], 3, size, size):
-        raise ConfigError(
-            f"preprocessing in {str(model_dir)!r} gives frames of shape {tuple(pixels.shape)}, but the vision tower "
-            f"takes ({video.shape[0]}, 3, {size}, {size}): the preprocessing config does not match config.json"
-        )
-    return pixels.to(torch.float32).unsqueeze(0)
 
 
 def prepare_inputs(
@@ -362,7 +249,7 @@ def prepare_inputs(
             tokens in the question, a prompt longer than the model's context.
         VideoError: frames of the wrong type, shape or dtype, or zero frames.
         ConfigError: not a checkpoint directory, no tokenizer, no chat template, mismatched files.
-        UnsupportedModelError: the checkpoint is not a LLaVA-OneVision-style model.
+        UnsupportedModelError: the checkpoint is of a family adatp does not support.
     """
     question = _check_text("question", question)
     if system_prompt is not None:
@@ -373,13 +260,11 @@ def prepare_inputs(
     _check_special_tokens("question", question, tokenizer)
     if system_prompt is not None:
         _check_special_tokens("system_prompt", system_prompt, tokenizer)
-    from adatp.adapters.base import adapter_class_for
-
-    # The family's adapter knows its processor: template, placeholder expansion, frame preprocessing.
-    adapter = adapter_class_for(config.model_type)
-    inputs = adapter.build_inputs(model_dir, config, tokenizer, video, question, system_prompt, fps)
+    # The family's processor: template, placeholder expansion, frame preprocessing.
+    processor = processor_for(config.model_type)
+    inputs = processor.build_inputs(model_dir, config, tokenizer, video, question, system_prompt, fps)
     ids = inputs["input_ids"]
-    video_tokens = int((ids == _video_token_index(config)).sum())
+    video_tokens = int((ids == processor.video_token_id(config)).sum())
     check_context(config, video.shape[0], ids.shape[1] - video_tokens, video_tokens,
-                  per_frame=adapter.config_tokens_per_frame(config))
+                  per_frame=processor.tokens_per_frame(config))
     return inputs

@@ -61,7 +61,7 @@ def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu
     """
     import transformers
 
-    from adatp.adapters.base import supported_model_types
+    from adatp.families import supported_model_types
 
     supported = supported_model_types()  # model_type -> class name, from the adapters
     path = Path(model_dir)

@@ -1,10 +1,12 @@
-"""Model-family adapters. Importing this package registers the built-in ones."""
+"""Former home of the family adapters, kept so that ``adatp.adapters`` imports keep working: the
+families now live in ``adatp/families/<name>/`` (see :mod:`adatp.families`)."""
 
-from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, get_adapter, register_adapter
-from adatp.adapters.llava_onevision import LlavaOnevisionAdapter
-from adatp.adapters.qwen2_5_vl import Qwen2_5_VLAdapter
-from adatp.adapters.qwen2_vl import Qwen2VLAdapter
-from adatp.adapters.qwen3_vl import Qwen3VLAdapter
+from adatp.families.base import ModelAdapter, VideoLayout, VideoSpan
+from adatp.families.llava_onevision.adapter import LlavaOnevisionAdapter
+from adatp.families.qwen2_5_vl.adapter import Qwen2_5_VLAdapter
+from adatp.families.qwen2_vl.adapter import Qwen2VLAdapter
+from adatp.families.qwen3_vl.adapter import Qwen3VLAdapter
+from adatp.families.registry import get_adapter
 
 __all__ = [
     "LlavaOnevisionAdapter",
@@ -15,5 +17,4 @@ __all__ = [
     "VideoLayout",
     "VideoSpan",
     "get_adapter",
-    "register_adapter",
 ]

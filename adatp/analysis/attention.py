@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, get_adapter
+from adatp.families import ModelAdapter, VideoLayout, VideoSpan, get_adapter
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.importance import query_row_attention
 

@@ -52,16 +52,15 @@ def check_settings(top_fraction: float, end_fraction: float, alpha: float) -> No
 
 
 def _model_inputs(model_dir: str | Path, model: Any, clip: np.ndarray, question: str, device: str) -> dict[str, torch.Tensor]:
+    from adatp.families import inputs_to
     from adatp.inputs import prepare_inputs
 
-    inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, clip, question).items()}
-    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-    return inputs
+    return inputs_to(prepare_inputs(model_dir, clip, question), model, device)
 
 
 def prepare(model_dir: str | Path, video: str | Path, question: str, frames: int, dtype: str, device: str) -> Prepared:
     """Read the video first (cheap errors first), then load the model and build its inputs."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
     from adatp.pipeline import load_model
     from adatp.video import read_video
 

@@ -65,7 +65,7 @@ def materialize(module: nn.Module, device: torch.device | str, dtype: torch.dtyp
 def arch_config(name: str, tokens_per_frame: int | None = None):
     """The shipped config of a real architecture (SDPA), optionally with another frame grid (where the
     config fixes the grid; the family's adapter changes it)."""
-    from adatp.adapters.base import adapter_class_for
+    from adatp.families import adapter_class_for
     from adatp.models.configs import load_architecture_config
 
     config = load_architecture_config(name)
@@ -82,7 +82,7 @@ def build_arch_model(name: str, device: torch.device, dtype: torch.dtype, tokens
     import transformers
     from transformers import GenerationConfig
 
-    from adatp.adapters.base import supported_model_types
+    from adatp.families import supported_model_types
 
     config = arch_config(name, tokens_per_frame)
     model_class = getattr(transformers, supported_model_types()[config.model_type])

@@ -39,19 +39,21 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return names[dtype]
 
 
-def to_device(inputs: dict, device: torch.device, dtype: torch.dtype) -> dict:
-    """Tensors to ``device``; pixel values also to ``dtype``."""
-    return {k: v.to(device=device, dtype=dtype) if k.startswith("pixel_values") else v.to(device) for k, v in inputs.items()}
+def to_device(inputs: dict, device: torch.device, dtype: torch.dtype, model_type: str) -> dict:
+    """Tensors to ``device``; the family's pixel values also to ``dtype``."""
+    from adatp.families import processor_for
+
+    return dict(processor_for(model_type).to(inputs, device, dtype))
 
 
 def family_inputs(model, frames: int, text_tokens: int, device: torch.device, dtype: torch.dtype,
                   tokens_per_frame: int | None = None) -> dict:
     """Synthetic inputs in ``model``'s family layout (the adapter's ``synthetic_inputs``): random
     pixels, ``text_tokens`` random text ids, ``ARCH_TEXT_BEFORE`` of them before the video."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
 
     inputs = get_adapter(model).synthetic_inputs(frames, text_tokens, tokens_per_frame, text_before=ARCH_TEXT_BEFORE)
-    return to_device(inputs, device, dtype)
+    return to_device(inputs, device, dtype, model.config.model_type)
 
 
 def model_inputs(model_dir: Path, frames: int, device: torch.device, dtype: torch.dtype) -> dict:
@@ -61,7 +63,9 @@ def model_inputs(model_dir: Path, frames: int, device: torch.device, dtype: torc
 
     clip = make_synthetic_frames(num_frames=frames, size=(224, 224), seed=0, scenes=min(3, frames))
     inputs = prepare_inputs(model_dir, clip, DEFAULT_QUESTION)
-    return to_device(dict(inputs), device, dtype)
+    from adatp.inputs import load_model_config
+
+    return to_device(dict(inputs), device, dtype, load_model_config(model_dir).model_type)
 
 
 def default_model_dir() -> tuple[Path, str]:
@@ -106,7 +110,7 @@ def load_dir(model_dir: Path | None, frames: int | None, tokens_per_frame: int |
     """A model directory (default: the built-in adatp-tiny, 16 frames; else 32) on a synthetic clip."""
     from transformers import AutoTokenizer
 
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
     from adatp.pipeline import DTYPES, load_model
 
     builtin = model_dir is None

@@ -31,7 +31,7 @@ def build_decoder_layer(arch: str, dtype: torch.dtype = torch.float32, seed: int
 def score_query_rows(layer: nn.Module, hidden: torch.Tensor, position_embeddings, num_query: int) -> torch.Tensor:
     """adatp's in-LLM scoring exactly as the runtime runs it at a stage layer: the adapter's q/k
     (input norm, q for the query rows only, k for all, RoPE) then ``query_row_attention``."""
-    from adatp.adapters.base import qwen_query_key_states
+    from adatp.families.base import qwen_query_key_states
     from adatp.ops.importance import query_row_attention
 
     n = hidden.shape[1]

@@ -144,16 +144,17 @@ class SpeedBench:
         self._shared.close()  # the tower's own forward is back
 
     def input_info(self) -> dict[str, Any]:
-        from adatp.adapters.base import get_adapter
+        from adatp.families import get_adapter
 
         ids = self.inputs["input_ids"]
-        layout = get_adapter(self.model).locate_video(ids, self.inputs).layout  # the adapter reads the grid
-        num_video = int((ids == self.model.config.video_token_id).sum())
+        adapter = get_adapter(self.model)
+        layout = adapter.locate_video(ids, self.inputs).layout  # the adapter reads the grid
+        num_video = int((ids == adapter.processor.video_token_id(self.model.config)).sum())
         return {
             "frames": self.frames, "grids": layout.num_frames, "tokens_per_frame": layout.tokens_per_frame,
             "grid": [layout.grid_h, layout.grid_w], "visual_tokens": layout.num_visual, "video_block_tokens": num_video,
             "seq_len": int(ids.shape[1]), "text_tokens": int(ids.shape[1]) - num_video,
-            "pixels": list(self.inputs["pixel_values_videos"].shape),
+            "pixels": list(adapter.processor.video_pixels(self.inputs).shape),
         }
 
     # -- encode-once path
@@ -164,7 +165,7 @@ class SpeedBench:
         run, outputs are bit-identical); a first prefill on the run's inputs stops as soon as the tower
         has run, and ``_tower_s`` is that call, from the tower's entry to its exit.
         """
-        from adatp.adapters.base import get_adapter
+        from adatp.families import get_adapter
         from adatp.runtime.encode_cache import reuse_outputs
 
         tower = get_adapter(self.model).vision_tower()
@@ -188,7 +189,7 @@ class SpeedBench:
         """What ``vision_s`` holds (the JSON's ``settings.vision``)."""
         if not self.cfg.encode_once:
             return "hooks: vision tower entry to the exit of the module that outputs the video tokens, inside the prefill"
-        from adatp.adapters.base import get_adapter
+        from adatp.families import get_adapter
 
         tower, projected = get_adapter(self.model).vision_modules()
         if any(m is projected for m in tower.modules()):
@@ -283,14 +284,15 @@ class SpeedBench:
 
     def vanilla_flops(self):
         """Analytic FLOPs of the unpruned prefill (the runtime's own accounting, no stage)."""
-        from adatp.adapters.base import get_adapter
+        from adatp.families import get_adapter
         from adatp.runtime.report import FlopsReport
 
         adapter = get_adapter(self.model)
         info = self.input_info()
         num_visual = info["visual_tokens"]
+        patch_grid = adapter.locate_video(self.inputs["input_ids"], self.inputs).patch_grid
         return FlopsReport.compute([], num_visual, info["seq_len"] - num_visual, adapter.decoder_dims(),
-                                   adapter.vision_dims(), info["grids"])
+                                   adapter.vision_dims(patch_grid), info["grids"])
 
     def run(self, on_trial: Callable[[str], None] = lambda s: None) -> BenchRun:
         cfg = self.cfg

@@ -65,7 +65,7 @@ def install_marks(model: nn.Module, marks: Marks) -> list[torch.utils.hooks.Remo
     stage ends there. The language model pre-hook is prepended, so it runs before adatp's (which
     prunes there): the LLM time includes every pruning stage on the LLM path. Nothing else is touched.
     """
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
 
     adapter = get_adapter(model)
     tower, projected = adapter.vision_modules()

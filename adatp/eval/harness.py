@@ -230,8 +230,9 @@ def run_items(
     """
     from transformers.utils import logging as hf_logging
 
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
     from adatp.errors import InputError, VideoError
+    from adatp.families import inputs_to
     from adatp.inputs import load_model_config, prepare_inputs, resolve_model
     from adatp.pipeline import check_device, load_model
     from adatp.runtime.encode_cache import reuse_outputs
@@ -281,12 +282,10 @@ def run_items(
             adapter = adapter or get_adapter(model)
             try:
                 frames = item.load_frames(num_frames)
-                inputs = {k: v.to(device) for k, v in prepare_inputs(model_dir, frames, item.prompt()).items()}
+                inputs = inputs_to(prepare_inputs(model_dir, frames, item.prompt()), model, device)
             except (VideoError, InputError) as exc:
                 run.bad_items.append(BadItem(item.item_id, str(exc)))
                 todo = []
-            if todo and dtype != "float32":
-                inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
             with reuse_outputs(adapter.vision_tower()):
                 for spec in todo:
                     try:

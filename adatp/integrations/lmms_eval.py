@@ -230,15 +230,13 @@ class AdaTPModel(lmms):
                          "image-only samples are not supported")
 
     def _inputs(self, context: str, visuals: Any) -> dict[str, torch.Tensor]:
+        from adatp.families import inputs_to
         from adatp.inputs import PLACEHOLDERS, prepare_inputs
 
         for placeholder in PLACEHOLDERS:  # simple tasks may mark the media's place; adatp puts the video first
             context = context.replace(placeholder, "")
         batch = prepare_inputs(self.tokenizer, self._frames(visuals), context.strip())
-        inputs = {k: v.to(self._device) for k, v in batch.items()}
-        if self._dtype != "float32":
-            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
-        return inputs
+        return inputs_to(batch, self.model, self._device)
 
     @torch.no_grad()
     def _run(self, inputs: dict, **generate_kwargs: Any) -> tuple[tuple[torch.Tensor, ...], Any]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from adatp.adapters.base import VideoSpan
+from adatp.families import VideoSpan
 from adatp.errors import ConfigError
 from adatp.ops.budgets import tokens_for_retention
 from adatp.ops.flops import DecoderDims

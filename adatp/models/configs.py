@@ -1,6 +1,6 @@
 """The ``config.json`` of the real checkpoints adatp targets, shipped as plain JSON.
 
-Each file under ``adatp/models/configs/`` holds the public values of one checkpoint plus a ``_source``
+Each family ships its checkpoints' configs in ``adatp/families/<name>/configs/``; each file holds the public values of one checkpoint plus a ``_source``
 key saying where every value came from. ``_source`` is documentation only: it never reaches the
 config class. These configs let adatp reason about real architectures (layer counts, GQA ratios,
 FLOPs) and shrink them into tiny test models without downloading anything.
@@ -16,15 +16,10 @@ from transformers import AutoConfig, PretrainedConfig
 
 from adatp.errors import ConfigError
 
-#: architecture name -> JSON file in ``adatp/models/configs``.
-ARCHITECTURES: dict[str, str] = {
-    "llava-onevision-qwen2-0.5b-ov-hf": "llava-onevision-qwen2-0.5b-ov-hf.json",
-    "llava-onevision-qwen2-7b-ov-hf": "llava-onevision-qwen2-7b-ov-hf.json",
-    "llava-video-7b-qwen2-hf": "llava-video-7b-qwen2-hf.json",
-    "qwen2-vl-7b-instruct": "qwen2-vl-7b-instruct.json",
-    "qwen2.5-vl-7b-instruct": "qwen2.5-vl-7b-instruct.json",
-    "qwen3-vl-8b-instruct": "qwen3-vl-8b-instruct.json",
-}
+from adatp.families import architecture_files
+
+#: architecture name -> its JSON file under ``adatp/families`` (every family's ``configs/``).
+ARCHITECTURES: dict[str, str] = architecture_files()
 
 SOURCE_KEY = "_source"
 
@@ -39,7 +34,7 @@ def _check_name(name: str) -> str:
 def load_architecture_dict(name: str, *, with_source: bool = False) -> dict[str, Any]:
     """The raw JSON of architecture ``name`` (a fresh dict), without ``_source`` unless asked."""
     filename = _check_name(name)
-    text = resources.files("adatp.models").joinpath("configs", filename).read_text(encoding="utf-8")
+    text = resources.files("adatp.families").joinpath(filename).read_text(encoding="utf-8")
     data = json.loads(text)
     if not with_source:
         data.pop(SOURCE_KEY, None)

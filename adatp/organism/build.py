@@ -110,7 +110,7 @@ def assemble(onnx_path: Path, gguf_path: Path, seed: int = 0, step: Step | None 
     """(model, tokenizer): the LLaVA-OneVision-class model with pretrained tower and LM, seeded projector."""
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
 
     step = step or (lambda _: None)
     step("converting DINOv2-S/14 (ONNX -> transformers)")

@@ -165,7 +165,7 @@ class LoRALinear(nn.Module):
 
 def add_lora(model, rank: int, alpha: float, seed: int) -> dict[str, LoRALinear]:
     """Wrap every LORA_TARGETS Linear of the language model; returns {weight name: wrapper}."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
 
     generator = torch.Generator().manual_seed(seed + 1)
     wrapped = {}
@@ -182,7 +182,7 @@ def add_lora(model, rank: int, alpha: float, seed: int) -> dict[str, LoRALinear]
 def projector_parameters(model) -> dict[str, torch.nn.Parameter]:
     """The projector and the newline embedding (the adapter's), by their names in the model's state
     dict, in the model's own parameter order (the optimiser's order: training is bit for bit)."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
 
     adapter = get_adapter(model)
     newline = getattr(adapter, "newline_embedding", None)
@@ -235,7 +235,7 @@ def _alignment_data(model, model_dir: Path, tokenizer, cfg: TrainConfig):
     """Cached tower features (F, P, d_v) of event frames (and one frame without an event per item),
     (F, 3, g*g) targets: colour word id, shape word id, covered (1) / background (0) / ignored (-1);
     and the colour and shape word ids."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
     from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
@@ -268,7 +268,7 @@ def align_projector(model, model_dir: Path, tokenizer, projector: list[nn.Parame
     cross-entropy over the four colour words and over the four shape words (dot-product logits) on
     the covered tokens, so that each covered token is nearest to its own words. A token's words
     cannot depend on its place in the frame: the projector sees one patch at a time."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
 
     if cfg.align_steps == 0:
         return
@@ -450,7 +450,7 @@ def train_model(model, model_dir: Path, cfg: TrainConfig, log: Callable[[dict], 
 @torch.no_grad()
 def scorer_examples(model, model_dir: Path, tokenizer, items) -> list[tuple]:
     """Per item: (question token ids, (T, d) class tokens of its frames, (T,) bool event frames, kind)."""
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
     adapter = get_adapter(model)
@@ -602,7 +602,7 @@ def calibrate_segment_threshold(model_dir: str | Path, clips: int = 30, percenti
     (every other item; adatp-tiny's shipped ``SEGMENT_THRESHOLD`` is this rule's value, a test checks it)."""
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from adatp.adapters.base import get_adapter
+    from adatp.families import get_adapter
     from adatp.ops.segmentation import adjacent_frame_similarity, calibrate_threshold
     from adatp.tasks.needle import make_item
     from adatp.video.preprocess import load_preprocess_config, preprocess_frames

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adatp.adapters.base import ModelAdapter, VideoSpan
+from adatp.families import ModelAdapter, VideoSpan
 from adatp.errors import ConfigError, InputError
 from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan
 from adatp.ops.importance import last_row_attention, query_row_attention
@@ -157,11 +157,11 @@ class PruningRuntime:
         q_len = ref.shape[1]
         if self._cache_ref is not None and cache is not None and cache is self._cache_ref():
             return self._continue_decode(args, kwargs, q_len)
-        if ref.shape[0] != 1 and (kwargs.get("pixel_values_videos") is not None or kwargs.get("mm_encoder_outputs")):
+        if ref.shape[0] != 1 and (self.adapter.has_video_pixels(kwargs) or kwargs.get("mm_encoder_outputs")):
             raise InputError(f"adatp prunes batch size 1; got a batch of {ref.shape[0]} (run prompts one at a time)")
         if self.adapter.video_frames(dict(kwargs, input_ids=input_ids)) is None:
             return None  # no video in this call: nothing to prune
-        if kwargs.get("pixel_values_videos") is not None:
+        if self.adapter.has_video_pixels(kwargs):
             self._pending_patches = self._pending_cls = None  # the tower runs inside this call
         if ref.shape[0] != 1:
             raise InputError(f"adatp prunes batch size 1; got a batch of {ref.shape[0]} (run prompts one at a time)")
@@ -201,7 +201,7 @@ class PruningRuntime:
                 f"a pruned cache can only be extended one token at a time (got {q_len}); assisted decoding, "
                 "chunked prefill and re-entering generate() with a pruned cache are not supported"
             )
-        if kwargs.get("pixel_values_videos") is not None:
+        if self.adapter.has_video_pixels(kwargs):
             raise InputError("a pruned cache cannot take a second video")
         pos = kwargs.get("position_ids")
         if pos is None:
@@ -237,7 +237,8 @@ class PruningRuntime:
             positions=self.method.positions,
             stages=state.stages,
             flops=FlopsReport.compute(
-                stages, layout.num_visual, num_other, self.adapter.decoder_dims(), self.adapter.vision_dims(), layout.num_frames
+                stages, layout.num_visual, num_other, self.adapter.decoder_dims(),
+                self.adapter.vision_dims(span.patch_grid), layout.num_frames
             ),
             relevance_source=state.relevance_source,
             relevance_uniform=state.relevance_uniform,

@@ -21,7 +21,7 @@ def test_adapter_locates_grids_as_frames(fid, cls):
     assert span.end == int(pads[-1]) + 1
     other = span.start + lay.newline_offsets()
     assert not bool((ids[other] == model.config.video_token_id).any())  # Qwen3: timestamps and markers
-    assert adapter.vision_dims().patches_per_frame == 64
+    assert adapter.vision_dims(span.patch_grid).patches_per_frame == 64
     dims = adapter.decoder_dims()
     t = model.config.text_config
     assert (dims.hidden, dims.num_layers, dims.num_kv_heads) == (t.hidden_size, t.num_hidden_layers, t.num_key_value_heads)

@@ -9,6 +9,7 @@ import pytest
 from transformers import LlavaOnevisionConfig
 
 from adatp.errors import ConfigError
+from adatp.families import FAMILIES
 from adatp.models.configs import (
     ARCHITECTURES,
     SOURCE_KEY,
@@ -30,13 +31,16 @@ EXPECTED_QWEN = {
     "qwen2.5-vl-7b-instruct": ("qwen2_5_vl", 3584, 28, 28, 4, 18944, 152064, 128, [16, 24, 24], 1e6, 32, 14, 2, 2),
     "qwen3-vl-8b-instruct": ("qwen3_vl", 4096, 36, 32, 8, 12288, 151936, 128, [24, 20, 20], 5e6, 27, 16, 2, 2),
 }
-CONFIG_DIR = resources.files("adatp.models").joinpath("configs")
+FAMILIES_DIR = resources.files("adatp.families")
 
 
 def test_every_architecture_has_a_file_and_every_file_is_registered():
-    files = {p.name for p in CONFIG_DIR.iterdir() if p.name.endswith(".json")}
+    files = {f"{d.name}/configs/{p.name}" for d in FAMILIES_DIR.iterdir() if d.joinpath("configs").is_dir()
+             for p in d.joinpath("configs").iterdir() if p.name.endswith(".json")}
     assert files == set(ARCHITECTURES.values())
     assert set(EXPECTED_TEXT) | set(EXPECTED_QWEN) == set(ARCHITECTURES)
+    for name, path in ARCHITECTURES.items():  # each config sits in its own family's folder
+        assert FAMILIES[load_architecture_dict(name)["model_type"]] == path.split("/")[0]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_QWEN))
@@ -89,7 +93,7 @@ def test_vision_and_multimodal_values(name):
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_plain_json_loads_with_the_config_class_and_source_stays_out(name):
-    raw = json.loads(CONFIG_DIR.joinpath(ARCHITECTURES[name]).read_text(encoding="utf-8"))
+    raw = json.loads(FAMILIES_DIR.joinpath(ARCHITECTURES[name]).read_text(encoding="utf-8"))
     assert isinstance(raw[SOURCE_KEY], dict) and raw[SOURCE_KEY]
     assert all(isinstance(v, str) and v for v in raw[SOURCE_KEY].values())
     data = {k: v for k, v in raw.items() if k != SOURCE_KEY}

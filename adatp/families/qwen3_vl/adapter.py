@@ -20,15 +20,16 @@ from typing import Any
 
 import torch
 
-from adatp.adapters.base import VideoLayout, VideoSpan, qwen_query_key_states, register_adapter
-from adatp.adapters.qwen2_vl import Qwen2VLAdapter
+from adatp.families.base import VideoLayout, VideoSpan, qwen_query_key_states
+from adatp.families.qwen2_vl.adapter import Qwen2VLAdapter
+from adatp.families.qwen3_vl.processor import Qwen3VLProcessor
 from adatp.errors import InputError
 
 
-@register_adapter
 class Qwen3VLAdapter(Qwen2VLAdapter):
     model_classes = ("Qwen3VLForConditionalGeneration",)
     model_types = ("qwen3_vl",)
+    processor = Qwen3VLProcessor
     newline = "interleaved"
 
     def _vision_sizes(self) -> tuple[int, int, int, int]:
@@ -56,22 +57,17 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
         layout = VideoLayout(t, h, w, "interleaved", frame_starts=tuple(starts), length=positions[-1] - start + 1)
         return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
 
-    def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator) -> torch.Tensor:
+    def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator, text_range: tuple[int, int]) -> torch.Tensor:
         """Per grid: 5 random ids standing for ``<t seconds>``, then start, pads, end (5.23 layout)."""
         cfg = self.model.config
         start, end, pad = cfg.vision_start_token_id, cfg.vision_end_token_id, cfg.video_token_id
         parts = [torch.tensor([start])]
         for _ in range(grids):
-            stamp = torch.randint(*self._text_range, (5,), generator=gen)
-            stamp = torch.where(torch.isin(stamp, torch.tensor([start, end, pad])), self._text_range[0], stamp)
+            stamp = torch.randint(*text_range, (5,), generator=gen)
+            stamp = torch.where(torch.isin(stamp, torch.tensor([start, end, pad])), text_range[0], stamp)
             parts += [stamp, torch.tensor([start]), torch.full((per_grid,), pad), torch.tensor([end])]
         parts.append(torch.tensor([end]))
         return torch.cat(parts)
-
-    @staticmethod
-    def _expand_video(pad: str, grids: int, per_grid: int, times: list[float]) -> str:
-        """Qwen3VLProcessor (5.23): per grid ``<{t:.1f} seconds><|vision_start|>`` pads ``<|vision_end|>``."""
-        return "".join(f"<{s:.1f} seconds><|vision_start|>" + pad * per_grid + "<|vision_end|>" for s in times)
 
     def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):
         return qwen_query_key_states(layer, hidden, position_embeddings, query_rows, apply_rope, qk_norm=True)

@@ -15,7 +15,8 @@ import math
 import torch
 from torch import nn
 
-from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, register_adapter, rope_rotate  # noqa: F401
+from adatp.families.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, rope_rotate  # noqa: F401
+from adatp.families.llava_onevision.processor import LlavaOnevisionProcessor
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
@@ -24,10 +25,10 @@ from adatp.ops.flops import DecoderDims, VisionDims
 SUPPORTED_ATTENTION = ("sdpa",)
 
 
-@register_adapter
 class LlavaOnevisionAdapter(ModelAdapter):
     model_classes = ("LlavaOnevisionForConditionalGeneration",)
     model_types = ("llava_onevision",)
+    processor = LlavaOnevisionProcessor
     tested_transformers = "5.23.0"
     default_segment_threshold = 0.90  # SigLIP tower, as FastVID uses (D6)
 
@@ -124,7 +125,7 @@ class LlavaOnevisionAdapter(ModelAdapter):
         head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
         return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
 
-    def vision_dims(self) -> VisionDims:
+    def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:
         v = self.model.config.vision_config
         p = v.image_size // v.patch_size
         intermediate = getattr(v, "intermediate_size", None) or int(v.hidden_size * v.mlp_ratio)  # DINOv2: mlp_ratio
@@ -137,45 +138,14 @@ class LlavaOnevisionAdapter(ModelAdapter):
         return covered, covered
 
     @classmethod
-    def config_tokens_per_frame(cls, config) -> int:
-        return cls.tokens_per_frame(config)
-
-    @classmethod
     def resize_config_grid(cls, config, tokens_per_frame: int) -> None:
         """Resize the tower's frames to ``2 g`` patches a side so that they pool to ``g x g`` tokens."""
         side = math.isqrt(tokens_per_frame) if tokens_per_frame >= 1 else 0
         if side < 1 or side * side != tokens_per_frame:
             raise ConfigError(f"tokens per frame must be a square (the pooled grid is g x g), got {tokens_per_frame}")
-        if cls.tokens_per_frame(config) != tokens_per_frame:
+        if cls.processor.tokens_per_frame(config) != tokens_per_frame:
             v = config.vision_config
             v.image_size = 2 * side * v.patch_size
-
-    @staticmethod
-    def tokens_per_frame(config) -> int:
-        """Video tokens of one frame: the ``p x p`` patch grid bilinearly pooled to ``ceil(p/2)`` a side."""
-        patches = config.vision_config.image_size // config.vision_config.patch_size
-        return math.ceil(patches / 2) ** 2
-
-    @classmethod
-    def video_token_count(cls, config, num_frames: int) -> int:
-        """``num_frames * tokens_per_frame + 1``: one newline token closes the whole video."""
-        return num_frames * cls.tokens_per_frame(config) + 1
-
-    @classmethod
-    def build_inputs(cls, model_dir, config, tokenizer, video, question, system_prompt, fps):
-        """``LlavaOnevisionProcessor`` for one video: the template's ``<video>`` expanded to
-        ``T * ceil(p/2)^2 + 1`` tokens, frames resized to the tower's square (``adatp.video.preprocess``)."""
-        from transformers import BatchFeature
-
-        from adatp import inputs as common
-
-        if fps is not None:
-            raise InputError("fps is read by Qwen-VL checkpoints only; LLaVA-OneVision prompts carry no time")
-        video_id = common._video_token_id(tokenizer, config)
-        prompt = common._render(tokenizer, common.load_chat_template(model_dir, tokenizer), question, system_prompt)
-        input_ids = common._tokenize(tokenizer, prompt, video_id, cls.video_token_count(config, video.shape[0]))
-        pixels = common._pixels(model_dir, video, config)
-        return BatchFeature({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "pixel_values_videos": pixels})
 
     def pooled_grid(self) -> int:
         """ceil(p / 2): the side of the pooled per-frame grid (``apply_pooling``)."""
@@ -190,7 +160,7 @@ class LlavaOnevisionAdapter(ModelAdapter):
     def video_frames(self, kwargs: dict) -> int | None:
         """Frames of the call's video: from ``pixel_values_videos`` (B, T, 3, H, W) or, when
         ``generate()`` encoded the video beforehand, from ``mm_encoder_outputs["video"]``."""
-        pixels = kwargs.get("pixel_values_videos")
+        pixels = self.processor.video_pixels(kwargs)
         if pixels is not None:
             if pixels.ndim != 5:
                 raise InputError(f"pixel_values_videos must be (batch, frames, 3, H, W), got {tuple(pixels.shape)}")

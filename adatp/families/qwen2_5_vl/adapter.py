@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from adatp.adapters.base import register_adapter
-from adatp.adapters.qwen2_vl import Qwen2VLAdapter
+from adatp.families.qwen2_5_vl.processor import Qwen2_5_VLProcessor
+from adatp.families.qwen2_vl.adapter import Qwen2VLAdapter
 from adatp.ops.flops import VisionDims, window_patch_counts
 
 
-@register_adapter
 class Qwen2_5_VLAdapter(Qwen2VLAdapter):
     model_classes = ("Qwen2_5_VLForConditionalGeneration",)
     model_types = ("qwen2_5_vl",)
+    processor = Qwen2_5_VLProcessor
 
     def _vision_sizes(self) -> tuple[int, int, int, int]:
         v = self.model.config.vision_config
@@ -28,7 +28,7 @@ class Qwen2_5_VLAdapter(Qwen2VLAdapter):
         """Qwen2-VL's sizes, with the windows that all blocks but ``fullatt_block_indexes`` attend in."""
         dims = super().vision_dims(patch_grid)
         v = self.model.config.vision_config
-        h, w = patch_grid or self._patch_grid or (0, 0)
+        h, w = patch_grid or (0, 0)
         units = v.window_size // v.spatial_merge_size // v.patch_size
         windows = window_patch_counts(h, w, v.spatial_merge_size, units)
         return replace(dims, window_patches=windows, full_attention_layers=len(v.fullatt_block_indexes))

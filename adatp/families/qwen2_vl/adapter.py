@@ -25,12 +25,14 @@ each layer builds its queries and keys as ``input_layernorm -> q_proj/k_proj -> 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from adatp.adapters.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, register_adapter
+from adatp.families.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states
+from adatp.families.qwen2_vl.processor import Qwen2VLProcessor
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
 from adatp.ops.flops import DecoderDims, VisionDims
 
@@ -47,10 +49,10 @@ class _CacheLength:
         return self.n
 
 
-@register_adapter
 class Qwen2VLAdapter(ModelAdapter):
     model_classes = ("Qwen2VLForConditionalGeneration",)
     model_types = ("qwen2_vl",)
+    processor = Qwen2VLProcessor
     tested_transformers = "5.23.0"
     # Not calibrated for this tower (D6 asks for a calibration on a training split): the SigLIP value,
     # unless the config carries adatp_segment_threshold (`adatp analyze segments` measures one).
@@ -59,10 +61,6 @@ class Qwen2VLAdapter(ModelAdapter):
     supports_compact_positions = False
     #: how the grids sit in the prompt: back to back ("none") or with text between them ("interleaved").
     newline: ClassVar[str] = "none"
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
-        self._patch_grid: tuple[int, int] | None = None  # (H, W) patches of the last video, for vision FLOPs
 
     def check_model(self) -> None:
         text = self.text_config()
@@ -106,12 +104,11 @@ class Qwen2VLAdapter(ModelAdapter):
         grids, patches = frames // tp, side * m
         gen = torch.Generator().manual_seed(seed)
         special = torch.tensor(sorted({cfg.video_token_id, cfg.image_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}))
-        self._text_range = (min(1000, special.min().item() // 2), min(self.text_config().vocab_size, 150000))
-        lo, hi = self._text_range
+        lo, hi = min(1000, special.min().item() // 2), min(self.text_config().vocab_size, 150000)
         text = torch.randint(lo, hi, (text_tokens,), generator=gen)
         text = torch.where(torch.isin(text, special), lo, text)  # never a special id
         before = min(text_before, max(0, text_tokens - 1))
-        block = self._synthetic_block(grids, side * side, gen)
+        block = self._synthetic_block(grids, side * side, gen, (lo, hi))
         ids = torch.cat([text[:before], block, text[before:]])[None]
         pixels = torch.rand(grids * patches * patches, 3 * tp * p * p, generator=gen) * 2 - 1
         inputs = {
@@ -119,11 +116,10 @@ class Qwen2VLAdapter(ModelAdapter):
             "video_grid_thw": torch.tensor([[grids, patches, patches]]),
             "mm_token_type_ids": (ids == cfg.video_token_id).long() * 2,
         }
-        if cfg.model_type == "qwen2_5_vl":
-            inputs["second_per_grid_ts"] = torch.tensor([1.0])
+        inputs.update(self.processor.extra_inputs(tp / 2.0))  # 2 fps
         return inputs
 
-    def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator) -> torch.Tensor:
+    def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator, text_range: tuple[int, int]) -> torch.Tensor:
         cfg = self.model.config
         return torch.cat([torch.tensor([cfg.vision_start_token_id]), torch.full((grids * per_grid,), cfg.video_token_id),
                           torch.tensor([cfg.vision_end_token_id])])
@@ -151,10 +147,10 @@ class Qwen2VLAdapter(ModelAdapter):
         return v.embed_dim, int(v.embed_dim * v.mlp_ratio), v.depth, 2
 
     def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:
-        """Tower sizes; ``patches_per_frame`` = patches of one temporal grid (two frames) of the last
-        video seen, or of ``patch_grid`` (H, W patches)."""
+        """Tower sizes; ``patches_per_frame`` = patches of one temporal grid (two frames) of ``patch_grid``
+        (H, W patches: a located video's ``VideoSpan.patch_grid``), 0 when not given."""
         hidden, inter, depth, mats = self._vision_sizes()
-        h, w = patch_grid or self._patch_grid or (0, 0)
+        h, w = patch_grid or (0, 0)
         return VisionDims(hidden, inter, depth, h * w, mats)
 
     # --- inputs ----------------------------------------------------------------------------
@@ -211,9 +207,8 @@ class Qwen2VLAdapter(ModelAdapter):
         if grid is None:
             return None
         t, h, w = grid
-        self._patch_grid = (h, w)
         m = self.merge_size
-        return self.find_video(input_ids, (t, h // m, w // m))
+        return replace(self.find_video(input_ids, (t, h // m, w // m)), patch_grid=(h, w))
 
     def _pad_positions(self, input_ids: torch.Tensor | None, expected: int) -> list[int]:
         if input_ids is None:
@@ -236,56 +231,6 @@ class Qwen2VLAdapter(ModelAdapter):
         if positions[-1] - start + 1 != len(positions):
             raise InputError("the video tokens are not contiguous: only one video per prompt is supported")
         return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
-
-    @classmethod
-    def build_inputs(cls, model_dir, config, tokenizer, video, question, system_prompt, fps):
-        """Qwen2-VL / Qwen2.5-VL / Qwen3-VL inputs, as their transformers 5.23 processors build them.
-
-        The template's ``<|video_pad|>`` becomes ``t * H * W / merge^2`` pads (Qwen2/2.5-VL), or per grid
-        ``<{time:.1f} seconds><|vision_start|>`` + ``H * W / merge^2`` pads + ``<|vision_end|>`` (Qwen3-VL,
-        inside the template's own start/end markers, as 5.23 replaces the pad token alone).
-        """
-        from transformers import BatchFeature
-
-        from adatp.inputs import QWEN_VIDEO_PAD, _render, load_chat_template
-        from adatp.video.qwen_preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
-
-        settings = load_qwen_settings(model_dir, config)
-        if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
-            raise InputError(f"fps must be a positive number, got {fps!r}")
-        rate = float(fps) if fps is not None else settings.fps
-        pad_id = tokenizer.convert_tokens_to_ids(QWEN_VIDEO_PAD)
-        if pad_id != config.video_token_id:
-            raise ConfigError(
-                f"the tokenizer maps {QWEN_VIDEO_PAD!r} to {pad_id}, but config.video_token_id is {config.video_token_id}: "
-                "tokenizer and model do not belong together"
-            )
-        pixels, grid = qwen_video_pixels(video, settings)
-        t, h, w = grid[0].tolist()
-        per_grid = h * w // settings.merge_size**2
-        times = grid_timestamps(video.shape[0], rate, settings.temporal_patch_size)
-        expanded = cls._expand_video(QWEN_VIDEO_PAD, t, per_grid, times)
-        prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
-        text = prompt.replace(QWEN_VIDEO_PAD, expanded, 1)
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].long()
-        found = int((ids == pad_id).sum())
-        if found != t * per_grid:
-            raise ConfigError(f"tokenised prompt holds {found} video tokens, expected {t * per_grid}")
-        data = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "pixel_values_videos": pixels,
-            "video_grid_thw": grid,
-            "mm_token_type_ids": (ids == pad_id).long() * 2,
-        }
-        if config.model_type == "qwen2_5_vl":
-            data["second_per_grid_ts"] = torch.tensor([settings.temporal_patch_size / rate])
-        return BatchFeature(data)
-
-    @staticmethod
-    def _expand_video(pad: str, grids: int, per_grid: int, times: list[float]) -> str:
-        """What the template's one ``<|video_pad|>`` becomes: Qwen2/2.5-VL, every grid's pads in a row."""
-        return pad * (grids * per_grid)
 
     # --- positions -------------------------------------------------------------------------
     def prefill_positions(self, position_ids: torch.Tensor | None, seq_len: int, device) -> torch.Tensor:

@@ -1,0 +1,6 @@
+"""The llava_onevision family: adapter (loaded model), processor (inputs), tiny-model hooks, shipped configs."""
+
+from adatp.families.llava_onevision.adapter import LlavaOnevisionAdapter as Adapter
+from adatp.families.llava_onevision.processor import LlavaOnevisionProcessor as Processor
+
+__all__ = ["Adapter", "Processor"]

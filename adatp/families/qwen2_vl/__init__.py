@@ -1,0 +1,6 @@
+"""The qwen2_vl family: adapter (loaded model), processor (inputs), tiny-model hooks, shipped configs."""
+
+from adatp.families.qwen2_vl.adapter import Qwen2VLAdapter as Adapter
+from adatp.families.qwen2_vl.processor import Qwen2VLProcessor as Processor
+
+__all__ = ["Adapter", "Processor"]

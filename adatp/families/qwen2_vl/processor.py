@@ -1,0 +1,80 @@
+"""Qwen2-VL inputs, as the transformers 5.23 ``Qwen2VLProcessor`` builds them for one video.
+
+The template's ``<|video_pad|>`` becomes ``t * H * W / merge^2`` pads; frames go through
+:mod:`adatp.families.qwen2_vl.preprocess` (``smart_resize``, rescale, normalise, patchify).
+Later versions override the hooks: :meth:`expand_video` (Qwen3-VL's timestamps between grids),
+:meth:`extra_inputs` (Qwen2.5-VL's ``second_per_grid_ts``), :attr:`preprocess_defaults`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from adatp.errors import ConfigError, InputError
+from adatp.families.processing import VideoProcessor, load_chat_template, render, tokenize_expanded
+from adatp.families.qwen2_vl.preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
+
+QWEN_VIDEO_PAD = "<|video_pad|>"
+
+
+class Qwen2VLProcessor(VideoProcessor):
+    placeholder = QWEN_VIDEO_PAD
+    placeholders = (QWEN_VIDEO_PAD, "<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
+    pixel_keys = ("pixel_values_videos",)
+    #: transformers 5.23 class defaults of the video processor, for keys a checkpoint omits.
+    preprocess_defaults: ClassVar[dict[str, Any]] = dict(
+        min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28, fps=2.0,
+        mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711),
+    )
+    #: whether ``smart_resize`` bounds the pixels of the whole video (Qwen3-VL) or of each frame.
+    resize_whole_video: ClassVar[bool] = False
+
+    @classmethod
+    def check_config(cls, config, model_dir) -> None:
+        return None
+
+    @classmethod
+    def build_inputs(cls, model_dir, config, tokenizer, video, question, system_prompt, fps):
+        """The template's one pad expanded (:meth:`expand_video`), the frames preprocessed, the grid
+        and the token types (2 at video tokens) the model's ``get_rope_index`` reads."""
+        from transformers import BatchFeature
+
+        settings = load_qwen_settings(model_dir, config, cls)
+        if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
+            raise InputError(f"fps must be a positive number, got {fps!r}")
+        rate = float(fps) if fps is not None else settings.fps
+        pad_id = tokenizer.convert_tokens_to_ids(QWEN_VIDEO_PAD)
+        if pad_id != config.video_token_id:
+            raise ConfigError(
+                f"the tokenizer maps {QWEN_VIDEO_PAD!r} to {pad_id}, but config.video_token_id is {config.video_token_id}: "
+                "tokenizer and model do not belong together"
+            )
+        pixels, grid = qwen_video_pixels(video, settings)
+        t, h, w = grid[0].tolist()
+        per_grid = h * w // settings.merge_size**2
+        times = grid_timestamps(video.shape[0], rate, settings.temporal_patch_size)
+        expanded = cls.expand_video(QWEN_VIDEO_PAD, t, per_grid, times)
+        prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
+        text = prompt.replace(QWEN_VIDEO_PAD, expanded, 1)
+        ids = tokenize_expanded(tokenizer, text, pad_id, t * per_grid, QWEN_VIDEO_PAD)
+        data = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values_videos": pixels,
+            "video_grid_thw": grid,
+            "mm_token_type_ids": (ids == pad_id).long() * 2,
+        }
+        data.update(cls.extra_inputs(settings.temporal_patch_size / rate))
+        return BatchFeature(data)
+
+    @classmethod
+    def extra_inputs(cls, seconds_per_grid: float) -> dict[str, torch.Tensor]:
+        """Inputs beyond ids, mask, pixels, grid and token types: none for Qwen2-VL."""
+        return {}
+
+    @staticmethod
+    def expand_video(pad: str, grids: int, per_grid: int, times: list[float]) -> str:
+        """What the template's one ``<|video_pad|>`` becomes: Qwen2/2.5-VL, every grid's pads in a row."""
+        return pad * (grids * per_grid)

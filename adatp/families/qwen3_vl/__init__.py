@@ -1,0 +1,6 @@
+"""The qwen3_vl family: adapter (loaded model), processor (inputs), tiny-model hooks, shipped configs."""
+
+from adatp.families.qwen3_vl.adapter import Qwen3VLAdapter as Adapter
+from adatp.families.qwen3_vl.processor import Qwen3VLProcessor as Processor
+
+__all__ = ["Adapter", "Processor"]

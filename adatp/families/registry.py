@@ -1,0 +1,85 @@
+"""``model_type`` -> family package: the one place that names the families.
+
+A family package (``adatp/families/<name>/``) exports ``Adapter`` (the loaded model: modules,
+positions, q/k, layout), ``Processor`` (inputs: template, placeholders, token counts, pixels, input
+keys, dtype) and ``tiny`` (the tiny-model builder hooks), and ships its real checkpoints' configs in
+``configs/*.json``. Adding a family is one folder and one line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib import resources
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from adatp.errors import UnsupportedModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from adatp.families.base import ModelAdapter
+    from adatp.families.processing import VideoProcessor
+
+#: config ``model_type`` -> family package under ``adatp/families``.
+FAMILIES: dict[str, str] = {
+    "llava_onevision": "llava_onevision",
+    "qwen2_vl": "qwen2_vl",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen3_vl": "qwen3_vl",
+}
+
+
+def family(model_type: str) -> ModuleType:
+    """The family package of a config ``model_type``, or UnsupportedModelError listing the supported ones."""
+    if model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"adatp has no adapter for model type {model_type!r}; supported: {', '.join(sorted(FAMILIES))}"
+        )
+    return importlib.import_module(f"adatp.families.{FAMILIES[model_type]}")
+
+
+def adapter_class_for(model_type: str) -> type[ModelAdapter]:
+    """The adapter class of a config ``model_type``."""
+    return family(model_type).Adapter
+
+
+def processor_for(model_type: str) -> type[VideoProcessor]:
+    """The processor class of a config ``model_type``."""
+    return family(model_type).Processor
+
+
+def supported_model_types() -> dict[str, str]:
+    """``model_type`` -> transformers class name, for every family."""
+    return {t: adapter_class_for(t).model_classes[0] for t in FAMILIES}
+
+
+@cache
+def _adapters_by_class() -> dict[str, type[ModelAdapter]]:
+    return {adapter_class_for(t).model_classes[0]: adapter_class_for(t) for t in FAMILIES}
+
+
+def get_adapter(model: nn.Module) -> ModelAdapter:
+    """The adapter for ``model``'s class, or UnsupportedModelError listing the supported ones."""
+    adapters = _adapters_by_class()
+    name = type(model).__name__
+    if name not in adapters:
+        raise UnsupportedModelError(
+            f"adatp has no adapter for model class {name}; supported classes: {', '.join(sorted(adapters))}"
+        )
+    return adapters[name](model)
+
+
+@cache
+def architecture_files() -> dict[str, str]:
+    """Shipped architecture name -> its config file, ``<family>/configs/<name>.json``, for every family."""
+    root = resources.files("adatp.families")
+    found = {}
+    for package in sorted(set(FAMILIES.values())):
+        folder = root.joinpath(package, "configs")
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name.endswith(".json"):
+                    found[entry.name[: -len(".json")]] = f"{package}/configs/{entry.name}"
+    return dict(sorted(found.items()))
