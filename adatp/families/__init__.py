@@ -23,9 +23,10 @@ from adatp.families.registry import (
 )
 
 
-def inputs_to(inputs: Any, model: Any) -> Any:
-    """``inputs`` for ``model(**inputs)``: every tensor on the model's device, the pixels in its dtype."""
-    return processor_for(model.config.model_type).to(inputs, model.device, model.dtype)
+def inputs_to(inputs: Any, model: Any, device: Any = None) -> Any:
+    """``inputs`` for ``model(**inputs)``: every tensor on ``device`` (default: the model's), the pixels in
+    the model's dtype (ids, grids and timings keep theirs)."""
+    return processor_for(model.config.model_type).to(inputs, model.device if device is None else device, model.dtype)
 
 
 def placeholders() -> tuple[str, ...]:
