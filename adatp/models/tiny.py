@@ -423,13 +423,48 @@ def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: An
     return config
 
 
+def _family_tiny(model_type: str) -> Any:
+    """The family's tiny-model hooks (``adatp/families/<name>/tiny.py``), or None for the families
+    built by this module's own functions."""
+    from adatp.families import family
+
+    return getattr(family(model_type), "tiny", None)
+
+
+def _family_tokenizer(hooks: Any, chat_template: str | None = None) -> Any:
+    from adatp.models.tokenizer import build_tiny_tokenizer
+
+    return build_tiny_tokenizer(extra_special=hooks.SPECIAL_TOKENS, chat_template=chat_template)
+
+
+def tiny_family_config(arch: str, **sizes: Any) -> Any:
+    """The shipped config of ``arch`` shrunk by its family's hooks (``tiny_config``), token ids from the
+    tiny tokenizer with the family's special tokens (fp32, sdpa)."""
+    from transformers import AutoConfig
+
+    data: dict[str, Any] = load_architecture_dict(arch)
+    model_type = data.pop("model_type")
+    hooks = _family_tiny(model_type)
+    tokenizer = _family_tokenizer(hooks)
+    ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in hooks.SPECIAL_TOKENS}
+    ids.update(bos=int(tokenizer.convert_tokens_to_ids(ENDOFTEXT)), eos=int(tokenizer.convert_tokens_to_ids(IM_END)))
+    config = AutoConfig.for_model(model_type, **hooks.tiny_config(data, ids, _padded_vocab(len(tokenizer)), **sizes))
+    config._attn_implementation = "sdpa"
+    config.text_config._attn_implementation = "sdpa"
+    return config
+
+
 def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> Any:
     """The random-weight tiny model of shipped architecture ``name`` in memory (fp32, eval mode)."""
     from transformers import AutoModelForImageTextToText
 
-    if architecture_model_type(name) == "llava_onevision":
+    model_type = architecture_model_type(name)
+    if model_type == "llava_onevision":
         return tiny_llava_onevision_model(seed=seed, arch=name, **overrides)
-    config = tiny_qwen_vl_config(name, **overrides)
+    if _family_tiny(model_type) is not None:
+        config = tiny_family_config(name, **overrides)
+    else:
+        config = tiny_qwen_vl_config(name, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config).to(torch.float32).eval()
@@ -477,13 +512,20 @@ def build_tiny(name: str, out_dir: str | os.PathLike[str], *, seed: int = 0, **o
     out.mkdir(parents=True, exist_ok=True)
     model = tiny_model(name, seed=seed, **overrides)
     family = model.config.model_type
-    template = QWEN3_VL_CHAT_TEMPLATE if family == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
-    tokenizer = build_tiny_tokenizer(qwen_vl=True, chat_template=template)
+    hooks = _family_tiny(family)
+    if hooks is not None:
+        template = hooks.CHAT_TEMPLATE
+        tokenizer = _family_tokenizer(hooks, template)
+        preprocessor = hooks.preprocessor_files(model.config)
+    else:
+        template = QWEN3_VL_CHAT_TEMPLATE if family == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
+        tokenizer = build_tiny_tokenizer(qwen_vl=True, chat_template=template)
+        preprocessor = _qwen_preprocessor_configs(model.config)
     with _quiet_progress():
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _write_json(out / "chat_template.json", {"chat_template": template})
-    for filename, data in _qwen_preprocessor_configs(model.config).items():
+    for filename, data in preprocessor.items():
         _write_json(out / filename, data)
     marker = _marker(name, seed, overrides)
     marker["note"] = f"tiny {family} with RANDOM weights built by adatp; real architecture, shrunk sizes"

@@ -179,15 +179,18 @@ def _trained_tokenizer_json() -> str:
     return tok.to_str()
 
 
-def build_tiny_tokenizer(*, qwen_vl: bool = False, chat_template: str | None = None) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(
+    *, qwen_vl: bool = False, chat_template: str | None = None, extra_special: tuple[str, ...] = ()
+) -> PreTrainedTokenizerFast:
     """A fresh Qwen2-style tokenizer with the LLaVA-OneVision chat template, built offline.
 
     Deterministic: the same vocabulary and ids on every call and in every process.
     ``<video>`` and ``<image>`` encode as one id each; eos is ``<|im_end|>``, pad ``<|endoftext|>``.
     ``qwen_vl=True`` appends the Qwen-VL vision specials (:data:`QWEN_VL_SPECIAL_TOKENS`, one id
-    each, after the LLaVA ones so those ids never move); ``chat_template`` replaces the template.
+    each, after the LLaVA ones so those ids never move); ``extra_special`` (a family's own media
+    tokens) come after those; ``chat_template`` replaces the template.
     """
-    extra = list(QWEN_VL_SPECIAL_TOKENS) if qwen_vl else []
+    extra = (list(QWEN_VL_SPECIAL_TOKENS) if qwen_vl else []) + list(extra_special)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json()),
         eos_token=IM_END,

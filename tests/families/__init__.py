@@ -20,6 +20,7 @@ FAMILIES = [
     ("qwen2-vl", "qwen2-vl-7b-instruct", {"text_layers": 6}),
     ("qwen2.5-vl", "qwen2.5-vl-7b-instruct", {"text_layers": 6}),
     ("qwen3-vl", "qwen3-vl-8b-instruct", {"text_layers": 6}),
+    ("internvl3.5", "internvl3_5-8b-hf", {"text_layers": 6}),
 ]
 FAMILY_IDS = [f[0] for f in FAMILIES]
 QWEN_IDS = [i for i in FAMILY_IDS if i.startswith("qwen")]
@@ -49,6 +50,12 @@ def fresh_model(family_id: str, **overrides):
     return tiny_model(name, seed=0, **dict(defaults, **overrides))
 
 
+def video_token_id(model) -> int:
+    """The id of the tokens that receive the video's features (InternVL: the image context token)."""
+    cfg = model.config
+    return int(cfg.image_token_id if cfg.model_type == "internvl" else cfg.video_token_id)
+
+
 def _ids(n: int, g: torch.Generator, high: int = 900) -> torch.Tensor:
     return torch.randint(0, high, (1, n), generator=g)
 
@@ -59,7 +66,8 @@ def make_inputs(
     """A prompt ``prefix ids, video block, question ids`` with random frames, in the family's layout.
 
     Frames repeat in pairs of grids (a little noise) so that segmentation and dedup find something.
-    LLaVA: ``T * 16 + 1`` video tokens. Qwen2/2.5-VL: ``<|vision_start|>``, ``T/2 * 16`` pads,
+    LLaVA: ``T * 16 + 1`` video tokens. InternVL: per frame a label (random text), 16 context tokens,
+    2 text ids. Qwen2/2.5-VL: ``<|vision_start|>``, ``T/2 * 16`` pads,
     ``<|vision_end|>`` (two frames per temporal grid). Qwen3-VL: per grid a timestamp (random text of
     3 or 4 ids), ``<|vision_start|>``, 16 pads, ``<|vision_end|>``.
     """
@@ -73,6 +81,16 @@ def make_inputs(
         per_frame = ((patches + 1) // 2) ** 2
         ids = torch.cat([_ids(prefix, g), torch.full((1, num_frames * per_frame + 1), cfg.video_token_id), _ids(question, g)], 1)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values_videos": pixels}
+    if cfg.model_type == "internvl":
+        size = cfg.vision_config.image_size[0]
+        pixels = torch.randn(num_frames, 3, size, size, generator=g)
+        pixels[1::2] = pixels[0::2] + 0.05 * torch.randn(pixels[1::2].shape, generator=g)
+        per_frame = (size // cfg.vision_config.patch_size[0] // 2) ** 2
+        parts = [_ids(prefix, g)]
+        for t in range(num_frames):  # "Frame{t}: <img>" as 3 or 4 text ids, the tile's tokens, "</img>\n" as 2
+            parts += [_ids(3 + t % 2, g), torch.full((1, per_frame), cfg.image_token_id), _ids(2, g)]
+        ids = torch.cat([*parts, _ids(question, g)], 1)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels}
     v = cfg.vision_config
     tp, merge, p = v.temporal_patch_size, v.spatial_merge_size, v.patch_size
     grids = num_frames // tp

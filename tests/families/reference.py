@@ -12,10 +12,12 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from . import video_token_id
+
 
 def video_positions(model, ids: torch.Tensor) -> torch.Tensor:
     """(N,) sequence positions of the visual grid tokens (LLaVA's final newline excluded)."""
-    pos = torch.nonzero(ids[0] == model.config.video_token_id).flatten()
+    pos = torch.nonzero(ids[0] == video_token_id(model)).flatten()
     return pos[:-1] if model.config.model_type == "llava_onevision" else pos
 
 
@@ -26,7 +28,14 @@ def prompt_features(model, inputs):
     ids = inputs["input_ids"]
     inner = model.model
     embeds = inner.language_model.embed_tokens(ids)
-    mask = (ids == cfg.video_token_id).unsqueeze(-1)
+    mask = (ids == video_token_id(model)).unsqueeze(-1)
+    if cfg.model_type == "internvl":  # every frame is one image tile
+        video = inner.get_image_features(
+            pixel_values=inputs["pixel_values"],
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        ).pooler_output.flatten(0, 1)
+        return embeds.masked_scatter(mask, video), torch.arange(ids.shape[1])[None], 0, []
     if cfg.model_type == "llava_onevision":
         video = inner.get_video_features(
             pixel_values_videos=inputs["pixel_values_videos"],

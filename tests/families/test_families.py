@@ -1,4 +1,4 @@
-"""The family table: every test below runs for LLaVA-OV, LLaVA-Video, Qwen2-VL, Qwen2.5-VL and Qwen3-VL."""
+"""The family table: every test below runs for every row of ``tests/families/__init__.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import adatp
 from adatp.errors import InputError
 
-from . import FAMILY_IDS, QWEN_IDS, family_model, make_inputs
+from . import FAMILY_IDS, QWEN_IDS, family_model, make_inputs, video_token_id
 from .reference import reference_generate
 
 STEPS = 20
@@ -187,7 +187,7 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
     is_vis = torch.zeros(ids.shape[1], dtype=torch.bool)
     is_vis[vis] = True
     others = torch.nonzero(~is_vis).flatten()
-    last_video = int(torch.nonzero(ids[0] == model.config.video_token_id).max())  # LLaVA: its newline (D3)
+    last_video = int(torch.nonzero(ids[0] == video_token_id(model)).max())  # LLaVA: its newline (D3)
     previous_kept = calls[0][3]
     for layer_index, alive, scores, kept in calls[1:]:
         assert torch.equal(alive, previous_kept)
