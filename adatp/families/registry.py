@@ -29,6 +29,8 @@ FAMILIES: dict[str, str] = {
     "qwen2_5_vl": "qwen2_5_vl",
     "qwen3_vl": "qwen3_vl",
     "internvl": "internvl",
+    "glm4v": "glm4v",
+    "glm46v": "glm4v",
 }
 
 
@@ -53,12 +55,16 @@ def processor_for(model_type: str) -> type[VideoProcessor]:
 
 def supported_model_types() -> dict[str, str]:
     """``model_type`` -> transformers class name, for every family."""
-    return {t: adapter_class_for(t).model_classes[0] for t in FAMILIES}
+    found = {}
+    for model_type in FAMILIES:
+        cls = adapter_class_for(model_type)
+        found[model_type] = dict(zip(cls.model_types, cls.model_classes))[model_type]
+    return found
 
 
 @cache
 def _adapters_by_class() -> dict[str, type[ModelAdapter]]:
-    return {adapter_class_for(t).model_classes[0]: adapter_class_for(t) for t in FAMILIES}
+    return {name: adapter_class_for(t) for t in FAMILIES for name in adapter_class_for(t).model_classes}
 
 
 def get_adapter(model: nn.Module) -> ModelAdapter:

@@ -469,9 +469,9 @@ def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> 
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config).to(torch.float32).eval()
     text = config.text_config
-    model.generation_config = GenerationConfig(
-        bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.bos_token_id
-    )
+    bos = getattr(text, "bos_token_id", None)
+    bos = text.pad_token_id if bos is None else bos  # GLM's text config names no bos: its pad is <|endoftext|>
+    model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=text.eos_token_id, pad_token_id=bos)
     return model
 
 

@@ -21,9 +21,12 @@ FAMILIES = [
     ("qwen2.5-vl", "qwen2.5-vl-7b-instruct", {"text_layers": 6}),
     ("qwen3-vl", "qwen3-vl-8b-instruct", {"text_layers": 6}),
     ("internvl3.5", "internvl3_5-8b-hf", {"text_layers": 6}),
+    ("glm-4.6v", "glm-4.6v-flash", {"text_layers": 6}),
 ]
 FAMILY_IDS = [f[0] for f in FAMILIES]
 QWEN_IDS = [i for i in FAMILY_IDS if i.startswith("qwen")]
+#: families whose positions are M-RoPE ids from the model's get_rope_index (no compact positions)
+MROPE_IDS = [*QWEN_IDS, "glm-4.6v"]
 _BY_ID = {f[0]: f for f in FAMILIES}
 #: Qwen-VL tiny frames: 8 x 8 patches, merged 2 x 2 -> a 4 x 4 grid of 16 tokens per temporal grid.
 PATCHES = 8
@@ -53,7 +56,7 @@ def fresh_model(family_id: str, **overrides):
 def video_token_id(model) -> int:
     """The id of the tokens that receive the video's features (InternVL: the image context token)."""
     cfg = model.config
-    return int(cfg.image_token_id if cfg.model_type == "internvl" else cfg.video_token_id)
+    return int(cfg.image_token_id if cfg.model_type in ("internvl", "glm4v", "glm46v") else cfg.video_token_id)
 
 
 def _ids(n: int, g: torch.Generator, high: int = 900) -> torch.Tensor:
@@ -69,7 +72,8 @@ def make_inputs(
     LLaVA: ``T * 16 + 1`` video tokens. InternVL: per frame a label (random text), 16 context tokens,
     2 text ids. Qwen2/2.5-VL: ``<|vision_start|>``, ``T/2 * 16`` pads,
     ``<|vision_end|>`` (two frames per temporal grid). Qwen3-VL: per grid a timestamp (random text of
-    3 or 4 ids), ``<|vision_start|>``, 16 pads, ``<|vision_end|>``.
+    3 or 4 ids), ``<|vision_start|>``, 16 pads, ``<|vision_end|>``. GLM: inside the video markers, per grid
+    ``<|begin_of_image|>``, 16 image tokens, ``<|end_of_image|>``, the seconds (1 or 2 random ids).
     """
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
@@ -100,12 +104,20 @@ def make_inputs(
     pixels[1 : 2 * pairs : 2] = pixels[0 : 2 * pairs : 2] + 0.05 * torch.randn(pixels[1 : 2 * pairs : 2].shape, generator=g)
     pixels = pixels.reshape(grids * PATCHES * PATCHES, -1)
     per_grid = (PATCHES // merge) ** 2
-    start, end, pad = cfg.vision_start_token_id, cfg.vision_end_token_id, cfg.video_token_id
+    pad = video_token_id(model)
     parts = [_ids(prefix, g)]
-    if cfg.model_type == "qwen3_vl":
+    if cfg.model_type in ("glm4v", "glm46v"):  # per grid <|begin_of_image|> pads <|end_of_image|> seconds
+        parts.append(torch.tensor([[cfg.video_start_token_id]]))
+        for t in range(grids):
+            parts += [torch.tensor([[cfg.image_start_token_id]]), torch.full((1, per_grid), pad),
+                      torch.tensor([[cfg.image_end_token_id]]), _ids(1 + t % 2, g)]
+        parts.append(torch.tensor([[cfg.video_end_token_id]]))
+    elif cfg.model_type == "qwen3_vl":
+        start, end = cfg.vision_start_token_id, cfg.vision_end_token_id
         for t in range(grids):
             parts += [_ids(3 + t % 2, g), torch.tensor([[start]]), torch.full((1, per_grid), pad), torch.tensor([[end]])]
     else:
+        start, end = cfg.vision_start_token_id, cfg.vision_end_token_id
         parts += [torch.tensor([[start]]), torch.full((1, grids * per_grid), pad), torch.tensor([[end]])]
     parts.append(_ids(question, g))
     ids = torch.cat(parts, 1)

@@ -8,7 +8,7 @@ import torch
 import adatp
 from adatp.errors import InputError
 
-from . import FAMILY_IDS, QWEN_IDS, family_model, make_inputs, video_token_id
+from . import FAMILY_IDS, MROPE_IDS, family_model, make_inputs, video_token_id
 from .reference import reference_generate
 
 STEPS = 20
@@ -116,7 +116,7 @@ def test_report_counts_equal_what_each_layer_received(family):
     assert seen == [n + other for n in report.visual_tokens_per_layer]
 
 
-@pytest.mark.parametrize("fid", QWEN_IDS)
+@pytest.mark.parametrize("fid", MROPE_IDS)
 def test_qwen_bad_inputs_get_one_line_errors(fid):
     model = family_model(fid)
     inputs = make_inputs(model)
@@ -135,7 +135,7 @@ def test_qwen_bad_inputs_get_one_line_errors(fid):
         with pytest.raises(InputError, match="video tokens") as info:
             model(**short)
         assert "\n" not in str(info.value)
-        if fid == "qwen3-vl":
+        if fid in ("qwen3-vl", "glm-4.6v"):
             with pytest.raises(InputError, match="images"):
                 model(**inputs, pixel_values=torch.zeros(4, 1), image_grid_thw=torch.tensor([[1, 2, 2]]))
     with pytest.raises(adatp.errors.ConfigError, match="compact") as info:

@@ -12,12 +12,12 @@ from adatp.methods.base import available_methods
 from adatp.ops.budgets import tokens_for_retention
 from adatp.ops.flops import DecoderDims, decoder_flops
 
-from . import FAMILY_IDS, family_model, make_inputs
+from . import FAMILY_IDS, MROPE_IDS, family_model, make_inputs
 from .reference import reference_generate
 
 PRUNING = [m for m in available_methods() if m != "none"]
 #: (family, method) pairs that cannot run, and the words their one-line error must contain.
-REFUSED = {(fid, "uniform-frames"): "compact" for fid in FAMILY_IDS if fid.startswith("qwen")}
+REFUSED = {(fid, "uniform-frames"): "compact" for fid in MROPE_IDS}
 STEPS = 4
 
 

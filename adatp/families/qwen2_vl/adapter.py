@@ -103,7 +103,7 @@ class Qwen2VLAdapter(ModelAdapter):
             raise ConfigError(f"{type(self).__name__}: frames must be a multiple of the temporal patch size {tp}, got {frames}")
         grids, patches = frames // tp, side * m
         gen = torch.Generator().manual_seed(seed)
-        special = torch.tensor(sorted({cfg.video_token_id, cfg.image_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}))
+        special = torch.tensor(sorted(self._special_ids()))
         lo, hi = min(1000, special.min().item() // 2), min(self.text_config().vocab_size, 150000)
         text = torch.randint(lo, hi, (text_tokens,), generator=gen)
         text = torch.where(torch.isin(text, special), lo, text)  # never a special id
@@ -114,10 +114,15 @@ class Qwen2VLAdapter(ModelAdapter):
         inputs = {
             "input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values_videos": pixels,
             "video_grid_thw": torch.tensor([[grids, patches, patches]]),
-            "mm_token_type_ids": (ids == cfg.video_token_id).long() * 2,
+            "mm_token_type_ids": (ids == self.video_token_id).long() * 2,
         }
         inputs.update(self.processor.extra_inputs(tp / 2.0))  # 2 fps
         return inputs
+
+    def _special_ids(self) -> set[int]:
+        """Token ids synthetic text must avoid: the media tokens and markers."""
+        cfg = self.model.config
+        return {cfg.video_token_id, cfg.image_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}
 
     def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator, text_range: tuple[int, int]) -> torch.Tensor:
         cfg = self.model.config
@@ -134,7 +139,7 @@ class Qwen2VLAdapter(ModelAdapter):
 
     @property
     def video_token_id(self) -> int:
-        return int(self.model.config.video_token_id)
+        return self.processor.video_token_id(self.model.config)
 
     def decoder_dims(self) -> DecoderDims:
         t = self.text_config()

@@ -40,7 +40,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
         if kwargs.get("video_grid_thw") is not None and (
             kwargs.get("pixel_values") is not None or kwargs.get("image_grid_thw") is not None
         ):
-            raise InputError("Qwen3-VL prompts with images and a video are not supported with pruning: pass the video alone")
+            raise InputError("prompts with images and a video are not supported with pruning on this family: pass the video alone")
         return super().locate_video(input_ids, kwargs)
 
     def find_video(self, input_ids: torch.Tensor, grid) -> VideoSpan:
