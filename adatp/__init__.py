@@ -8,12 +8,29 @@
         report = pruned.last_report
 """
 
-from adatp.api import PrunedModel, prune
-from adatp.inputs import prepare_inputs
 from adatp.errors import AdaTPError, ConfigError, InputError, UnsupportedModelError, VideoError
-from adatp.methods.base import available_methods
-from adatp.runtime.report import PruneReport
-from adatp.video import read_video
+
+# The Hugging Face runtime (and transformers with it) loads on first use: code that needs only the
+# methods and ops (the vLLM plug-in, in an environment with another transformers) never imports it.
+_LAZY = {
+    "PrunedModel": "adatp.api",
+    "prune": "adatp.api",
+    "prepare_inputs": "adatp.inputs",
+    "available_methods": "adatp.methods.base",
+    "PruneReport": "adatp.runtime.report",
+    "read_video": "adatp.video",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adatp' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -65,8 +65,10 @@ from adatp.methods.base import (
     PrefillContext, PruningMethod, SegmentReport, Selection, StagePlan, TargetConfig, register_method,
 )
 from adatp.ops.budgets import allocate_segment_budgets
+from adatp.ops.clustering import density_peak_scores
 from adatp.ops.schedule import Schedule
 from adatp.ops.segmentation import segment_frames, segment_ranges
+from adatp.ops.selection import top_k_global
 
 # --------------------------------------------------------------------------------------------
 # Pure helpers
@@ -113,33 +115,6 @@ def salient_scores(tokens: torch.Tensor) -> torch.Tensor:
     x = tokens.float()
     query = x.mean(dim=1, keepdim=True)  # (T, 1, D)
     return (x * query).sum(-1) / math.sqrt(x.shape[-1])
-
-
-def density_peak_scores(x: torch.Tensor, k: int = 4) -> torch.Tensor:
-    """DPC score rho * delta of each of m tokens (one frame's non-salient tokens).
-
-    rho_i = exp(-mean_{j in kNN(i)} d_ij^2) over the k nearest tokens (itself included, k capped
-    at m), d = Euclidean / sqrt(D); delta_i = min d_ij over tokens j of strictly higher density,
-    or max_ij d_ij for a token no other exceeds. (m, D) -> (m,) float32.
-    """
-    m, dim = x.shape
-    if m == 0:
-        return x.new_zeros(0, dtype=torch.float32)
-    xf = x.float()
-    dist = torch.cdist(xf, xf) / math.sqrt(dim)
-    near = torch.topk(dist, k=min(k, m), dim=-1, largest=False).values
-    rho = torch.exp(-(near**2).mean(-1))
-    higher = rho[None, :] > rho[:, None]  # higher[i, j]: token j is denser than i
-    masked = torch.where(higher, dist, torch.full_like(dist, float("inf")))
-    delta = masked.min(-1).values
-    delta = torch.where(torch.isinf(delta), dist.max(), delta)
-    return rho * delta
-
-
-def _top_positions(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the k largest scores, ties to the earlier position; ascending."""
-    order = torch.sort(scores, descending=True, stable=True).indices[:k]
-    return torch.sort(order).values
 
 
 def fastvid_selection(
@@ -193,7 +168,7 @@ def fastvid_selection(
                 continue
             rest = torch.nonzero(~is_salient[t]).squeeze(1)
             score = density_peak_scores(tokens[t, rest], knn)
-            seg_centres.append(t * per_frame + rest[_top_positions(score, context_n[t])])
+            seg_centres.append(t * per_frame + rest[top_k_global(score, context_n[t])])
         if not seg_centres:
             continue
         seg_centres_t = torch.cat(seg_centres)  # ascending (frames ascend, positions ascend)

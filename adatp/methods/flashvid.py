@@ -69,9 +69,9 @@ from adatp.errors import ConfigError
 from adatp.methods.base import (
     PrefillContext, PruningMethod, SegmentReport, Selection, StagePlan, TargetConfig, register_method,
 )
-from adatp.methods.fastvid import _top_positions, density_peak_scores
-from adatp.methods.visionzip import dominant_scores
 from adatp.ops.budgets import allocate_segment_budgets
+from adatp.ops.clustering import density_peak_clusters
+from adatp.ops.importance import dominant_scores
 from adatp.ops.schedule import Schedule
 from adatp.ops.segmentation import segment_frames
 from adatp.ops.selection import top_k_global
@@ -142,18 +142,6 @@ def temporal_trees(x: torch.Tensor, free: torch.Tensor, threshold: float, min_ro
     return root
 
 
-def dpc_clusters(x: torch.Tensor, num_clusters: int, knn: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
-    """DPC-kNN: ``num_clusters`` density-peak centres and every point's centre. (m, D) ->
-    (centres (n,) ascending local indices, assignment (m,) index into centres)."""
-    m, dim = x.shape
-    score = density_peak_scores(x, min(knn, num_clusters))
-    centres = _top_positions(score, num_clusters)
-    dist = torch.cdist(x.float(), x.float()[centres]) / math.sqrt(dim)  # (m, n)
-    assign = dist.argmin(1)
-    assign[centres] = torch.arange(centres.numel(), device=x.device)
-    return centres, assign
-
-
 def flashvid_selection(
     tokens: torch.Tensor,
     attention: torch.Tensor,
@@ -211,7 +199,7 @@ def flashvid_selection(
                 if n == 0:
                     continue
                 r = torch.nonzero(is_root[t * c : (t + 1) * c]).squeeze(1) + t * c
-                centres, assign = dpc_clusters(tree_mean[r], n, knn)
+                centres, assign = density_peak_clusters(tree_mean[r], n, knn)
                 centre_of_root[r] = r[centres][assign]
                 kept_parts.append(r[centres] + start * c)
             members = torch.nonzero(root >= 0).squeeze(1)

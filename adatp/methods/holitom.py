@@ -56,10 +56,9 @@ import torch.nn.functional as F
 
 from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan, TargetConfig, register_method
-from adatp.methods.fastvid import _top_positions
-from adatp.methods.flashvid import dpc_clusters
-from adatp.methods.visionzip import dominant_scores
 from adatp.ops.budgets import allocate_segment_budgets
+from adatp.ops.clustering import density_peak_clusters
+from adatp.ops.importance import dominant_scores
 from adatp.ops.schedule import Schedule
 from adatp.ops.selection import top_k_global
 
@@ -68,7 +67,7 @@ from adatp.ops.selection import top_k_global
 # --------------------------------------------------------------------------------------------
 
 
-def temporal_similarity(tokens: torch.Tensor) -> torch.Tensor:
+def consecutive_frame_cosine(tokens: torch.Tensor) -> torch.Tensor:
     """(T, c, D) -> (T-1, c): cos(x_{t,p}, x_{t+1,p}), the same position in consecutive frames."""
     x = F.normalize(tokens.float(), dim=-1)
     return (x[:-1] * x[1:]).sum(-1)
@@ -126,7 +125,7 @@ def holitom_selection(
     """
     num_frames, c, _ = tokens.shape
     device = tokens.device
-    sim = temporal_similarity(tokens)
+    sim = consecutive_frame_cosine(tokens)
     static = sim > tau
     windows = select_windows(static, max_window)
     masks = [static[s:e].all(0) if e > s else torch.zeros(c, dtype=torch.bool, device=device) for s, e in windows]
@@ -161,7 +160,7 @@ def holitom_selection(
         if q == 0:
             continue
         if kind == "dynamic":
-            keep = pos[_top_positions(attention[t, pos], q)]
+            keep = pos[top_k_global(attention[t, pos], q)]
             kept_parts.append(t * c + keep)
             merge_target[t * c + keep] = t * c + keep
             continue
@@ -169,7 +168,7 @@ def holitom_selection(
         present = (~alone[s : e + 1, pos]).float()  # (w, n) copies that join their position's average
         count = present.sum(0)  # >= 1: a window's first frame always joins
         mean = (tokens[s : e + 1, pos].float() * present[..., None]).sum(0) / count[:, None]  # (n, D) static tokens
-        centres, assign = dpc_clusters(mean, q, knn)
+        centres, assign = density_peak_clusters(mean, q, knn)
         slot = s * c + pos[centres]  # merged static tokens sit at the window's first frame
         kept_parts.append(slot)
         w = beta_merge_weights(assign, centres, beta) / count  # spread over the position's copies

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan, TargetConfig, register_method
 from adatp.ops.budgets import allocate_segment_budgets
+from adatp.ops.clustering import dpc_knn
 from adatp.ops.schedule import Schedule
 from adatp.ops.segmentation import segment_frames
 from adatp.ops.selection import select_in_segments
@@ -91,39 +92,7 @@ class PruneVidConfig(TargetConfig):
             raise ConfigError(f"k must be an int >= 1, got {self.k!r}")
 
 
-def dpc_knn(x: torch.Tensor, num_clusters: int, k: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
-    """DPC-KNN clustering (density peaks with k-nearest-neighbour density), as PruneVid uses it.
-
-    d_ij = ||x_i - x_j|| / sqrt(D); rho_i = exp(-mean of the k smallest d_ij^2) (self included);
-    delta_i = min d_ij over denser j (max d for the densest); centres: the ``num_clusters`` largest
-    rho_i * delta_i; every token joins its nearest centre. Ties: the earlier token counts as denser
-    and scores first; equidistant centres go to the higher-scoring one.
-
-    Args:
-        x: (n, D) features.
-        num_clusters: 1 <= C <= n.
-        k: neighbours (capped at n).
-    Returns:
-        assign (n,) int64 cluster 0..C-1 per token, centres (C,) int64 token rows, by score.
-    """
-    n, d = x.shape
-    if not 1 <= num_clusters <= n:
-        raise ConfigError(f"cannot make {num_clusters} clusters of {n} tokens")
-    xf = x.float()
-    dist = torch.cdist(xf, xf, compute_mode="donot_use_mm_for_euclid_dist") / d**0.5
-    near = torch.topk(dist, min(k, n), dim=-1, largest=False).values
-    density = torch.exp(-(near**2).mean(-1))
-    rank = torch.empty(n, dtype=torch.long, device=x.device)
-    rank[torch.sort(density, descending=True, stable=True).indices] = torch.arange(n, device=x.device)
-    denser = rank[None, :] < rank[:, None]  # [i, j]: j is denser than i
-    delta = torch.where(denser, dist, dist.max()).min(-1).values
-    centres = torch.sort(delta * density, descending=True, stable=True).indices[:num_clusters]
-    assign = dist[:, centres].argmin(-1)
-    assign[centres] = torch.arange(num_clusters, device=x.device)
-    return assign, centres
-
-
-def temporal_similarity(tokens: torch.Tensor) -> torch.Tensor:
+def mean_pairwise_frame_cosine(tokens: torch.Tensor) -> torch.Tensor:
     """Mean pairwise cosine similarity over ordered frame pairs t != t', per grid position.
 
     Args:
@@ -152,7 +121,7 @@ def static_mask(tokens: torch.Tensor, frame_segments: torch.Tensor, tau: float, 
     starts = [0]
     for w in sizes[:-1]:
         starts.append(starts[-1] + w)
-    sims = torch.stack([temporal_similarity(tokens[s : s + w]) for s, w in zip(starts, sizes)])  # (S, c)
+    sims = torch.stack([mean_pairwise_frame_cosine(tokens[s : s + w]) for s, w in zip(starts, sizes)])  # (S, c)
     static = sims > tau
     gain = (torch.tensor(sizes, device=tokens.device) - 1)[:, None].expand_as(static)  # tokens saved per run
     num_tokens = tokens.shape[0] * tokens.shape[1]

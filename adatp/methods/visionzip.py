@@ -46,9 +46,8 @@ import torch.nn.functional as F
 from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan, TargetConfig, register_method
 from adatp.ops.budgets import allocate_segment_budgets
+from adatp.ops.importance import SIGNALS, dominant_scores
 from adatp.ops.schedule import Schedule
-
-SIGNALS = ("mean-query", "norm")
 
 
 @dataclass
@@ -75,20 +74,6 @@ class VisionZipConfig(TargetConfig):
             raise ConfigError(f"contextual_ratio must be a number in [0, 1), got {r!r}")
         if self.dominant_signal not in SIGNALS:
             raise ConfigError(f"dominant_signal must be one of {SIGNALS}, got {self.dominant_signal!r}")
-
-
-def dominant_scores(tokens: torch.Tensor, signal: str = "mean-query") -> torch.Tensor:
-    """Per-token dominance of one frame: (c, D) -> (c,) float32.
-
-    "mean-query": softmax over the frame of <g, x_p> / sqrt(D), g = mean_p x_p. "norm": ||x_p||.
-    """
-    x = tokens.float()
-    if signal == "norm":
-        return x.norm(dim=-1)
-    if signal != "mean-query":
-        raise ConfigError(f"dominant_signal must be one of {SIGNALS}, got {signal!r}")
-    g = x.mean(0)
-    return torch.softmax(x @ g / math.sqrt(x.shape[-1]), dim=0)
 
 
 def contextual_count(budget: int, ratio: float) -> int:

@@ -6,7 +6,14 @@ see causally, never an N x N matrix and never ``output_attentions``.
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from adatp.errors import ConfigError
+
+#: per-token dominance signals of :func:`dominant_scores` (VisionZip's option; FlashVID and HoliTom use the first)
+SIGNALS = ("mean-query", "norm")
 
 
 def query_row_attention(
@@ -52,3 +59,17 @@ def last_row_attention(
 ) -> torch.Tensor:
     """FastV's signal: attention from the last query row only, mean over heads. Shapes as above."""
     return query_row_attention(queries[:, -1:], keys, query_positions[-1:], scaling)
+
+
+def dominant_scores(tokens: torch.Tensor, signal: str = "mean-query") -> torch.Tensor:
+    """Per-token dominance of one frame: (c, D) -> (c,) float32.
+
+    "mean-query": softmax over the frame of <g, x_p> / sqrt(D), g = mean_p x_p. "norm": ||x_p||.
+    """
+    x = tokens.float()
+    if signal == "norm":
+        return x.norm(dim=-1)
+    if signal != "mean-query":
+        raise ConfigError(f"dominant_signal must be one of {SIGNALS}, got {signal!r}")
+    g = x.mean(0)
+    return torch.softmax(x @ g / math.sqrt(x.shape[-1]), dim=0)

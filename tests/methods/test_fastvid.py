@@ -9,11 +9,11 @@ from adatp.errors import ConfigError
 from adatp.methods.base import build_method
 from adatp.methods.fastvid import (
     anchor_frames,
-    density_peak_scores,
     fastvid_selection,
     salient_scores,
     split_segment_budget,
 )
+from adatp.ops.clustering import density_peak_scores
 from adatp.ops.merging import check_merge, merge_tokens
 
 

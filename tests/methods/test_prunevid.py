@@ -8,7 +8,8 @@ import torch
 import adatp
 from adatp.errors import ConfigError
 from adatp.methods.base import StagePlan, build_method
-from adatp.methods.prunevid import PruneVid, PruneVidConfig, dpc_knn, static_mask, temporal_similarity
+from adatp.methods.prunevid import PruneVid, PruneVidConfig, mean_pairwise_frame_cosine, static_mask
+from adatp.ops.clustering import dpc_knn
 from adatp.ops.merging import check_merge, merge_tokens
 from tests.runtime.conftest import build_tiny, make_inputs
 
@@ -27,11 +28,11 @@ def test_dpc_knn_by_hand():
     assert assign.tolist() == [0, 2, 2, 1, 1, 1]  # x=3: 2 from x=1, 3 from x=0
 
 
-def test_temporal_similarity_is_the_mean_over_ordered_pairs():
+def test_mean_pairwise_frame_cosine_is_the_mean_over_ordered_pairs():
     # one position, 3 frames a = b = [1, 0], c = [0, 1]: pairs (a,b) = 1, (a,c) = (b,c) = 0 -> 2 / 6
     tokens = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]], [[0.0, 1.0]]])
-    assert temporal_similarity(tokens).tolist() == pytest.approx([1 / 3])
-    assert temporal_similarity(tokens[:1]).tolist() == [float("-inf")]  # one frame: never static
+    assert mean_pairwise_frame_cosine(tokens).tolist() == pytest.approx([1 / 3])
+    assert mean_pairwise_frame_cosine(tokens[:1]).tolist() == [float("-inf")]  # one frame: never static
 
 
 # 2 frames x 4 positions, one scene, v = t * 4 + p. Temporal similarity per position:
