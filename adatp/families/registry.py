@@ -30,7 +30,7 @@ FAMILIES: dict[str, str] = {
     "qwen3_vl": "qwen3_vl",
     "internvl": "internvl",
     "glm4v": "glm4v",
-    "glm46v": "glm4v",
+    "glm46v": "glm46v",
 }
 
 

@@ -165,14 +165,19 @@ def rescale_and_normalize(video: torch.Tensor, cfg: VideoPreprocessConfig) -> to
     return video.to(torch.float32)
 
 
-def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3))."""
+def qwen_video_pixels(
+    frames: np.ndarray, settings: QwenVideoSettings, size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3)).
+
+    ``size``: the (height, width) to resize to, when the family's own rule chose it; else Qwen-VL's
+    ``smart_resize`` (per frame, or over the whole video when ``settings.whole_video``)."""
     num_frames, height, width = frames.shape[:3]
     factor = settings.patch_size * settings.merge_size
-    if settings.whole_video:
+    if size is None and settings.whole_video:
         size = smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
                                   settings.min_pixels, settings.max_pixels)
-    else:
+    elif size is None:
         size = smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
     cfg = settings.pixels
