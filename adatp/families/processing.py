@@ -121,6 +121,15 @@ class VideoProcessor:
         return None
 
     @classmethod
+    def tokens_for_video(cls, model_dir: Path, config: Any, num_frames: int, height: int, width: int) -> int:
+        """Video tokens ``prepare_inputs`` gives ``num_frames`` frames of ``height`` x ``width`` pixels,
+        without decoding them (a context check from the video's header). Here the config's count."""
+        count = cls.video_token_count(config, num_frames)
+        if count is None:
+            raise UnsupportedModelError(f"{cls.__name__} cannot count video tokens before the frames are resized")
+        return count
+
+    @classmethod
     def text_without_video(cls, prompt: str) -> str:
         """The rendered prompt without its placeholder: the text tokens a prompt of any video holds."""
         return prompt.replace(cls.placeholder, "")

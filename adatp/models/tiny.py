@@ -303,16 +303,15 @@ def tiny_model_dir(cache_dir: str | os.PathLike[str] | None = None, seed: int = 
 
 
 def architecture_model_type(name: str) -> str:
-    """``model_type`` of a shipped architecture ("llava_onevision", "qwen2_vl", ...)."""
+    """``model_type`` of a shipped architecture (its config's)."""
     return load_architecture_dict(name)["model_type"]
 
 
 def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: Any):
     """The shipped config of Qwen-VL architecture ``arch`` with only its sizes shrunk (fp32, sdpa): the
     family's hooks (``adatp/families/<name>/tiny.py``); kept for callers of the former Qwen-only builder."""
-    family = architecture_model_type(arch)
-    if family == "llava_onevision":
-        raise ConfigError(f"{arch!r} is a {family!r} model: use tiny_llava_onevision_config")
+    if not hasattr(_family_tiny(architecture_model_type(arch)), "tiny_config"):
+        raise ConfigError(f"{arch!r} is a {architecture_model_type(arch)!r} model: use tiny_llava_onevision_config")
     return tiny_family_config(arch, vocab_size=vocab_size, **sizes)
 
 
@@ -354,9 +353,9 @@ def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> 
     """The random-weight tiny model of shipped architecture ``name`` in memory (fp32, eval mode)."""
     from transformers import AutoModelForImageTextToText
 
-    model_type = architecture_model_type(name)
-    if model_type == "llava_onevision":
-        return tiny_llava_onevision_model(seed=seed, arch=name, **overrides)
+    hooks = _family_tiny(architecture_model_type(name))
+    if hasattr(hooks, "model"):  # a family whose tiny models this module builds itself
+        return hooks.model(name, seed=seed, **overrides)
     config = tiny_family_config(name, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -379,8 +378,9 @@ def build_tiny(name: str, out_dir: str | os.PathLike[str], *, seed: int = 0, **o
     """
     from adatp.models.configs import _check_name
     _check_name(name)
-    if architecture_model_type(name) == "llava_onevision":
-        return build_tiny_llava_onevision(out_dir, seed=seed, arch=name, **overrides)
+    hooks = _family_tiny(architecture_model_type(name))
+    if hasattr(hooks, "build"):  # a family whose tiny directories this module builds itself
+        return hooks.build(name, out_dir, seed=seed, **overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = tiny_model(name, seed=seed, **overrides)

@@ -105,3 +105,19 @@ def test_glm_needs_one_temporal_patch_of_frames(root):
     with pytest.raises(adatp.errors.InputError, match="at least 2 frames") as info:
         adatp.prepare_inputs(_model_dir("glm-4.6v-flash", root), _frames(0, 1, 64, 64), QUESTION)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("arch", ["llava-onevision-qwen2-0.5b-ov-hf", "qwen2-vl-7b-instruct", "qwen2.5-vl-7b-instruct",
+                                  "qwen3-vl-8b-instruct", "internvl3_5-8b-hf", "glm-4.6v-flash"])
+def test_tokens_for_video_counts_what_prepare_inputs_builds(root, arch):
+    """The per-family count from a video's header (frames, height, width) equals the video tokens of the
+    inputs built from decoded frames of that size."""
+    from adatp.families import processor_for
+    from adatp.inputs import load_model_config
+
+    model_dir = _model_dir(arch, root)
+    config = load_model_config(model_dir)
+    processor = processor_for(config.model_type)
+    for seed, t, h, w, _ in CASES:
+        ids = adatp.prepare_inputs(model_dir, _frames(seed, t, h, w), QUESTION)["input_ids"]
+        assert processor.tokens_for_video(model_dir, config, t, h, w) == int((ids == processor.video_token_id(config)).sum())

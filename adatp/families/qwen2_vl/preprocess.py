@@ -172,13 +172,7 @@ def qwen_video_pixels(
 
     ``size``: the (height, width) to resize to, when the family's own rule chose it; else Qwen-VL's
     ``smart_resize`` (per frame, or over the whole video when ``settings.whole_video``)."""
-    num_frames, height, width = frames.shape[:3]
-    factor = settings.patch_size * settings.merge_size
-    if size is None and settings.whole_video:
-        size = smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
-                                  settings.min_pixels, settings.max_pixels)
-    elif size is None:
-        size = smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
+    size = size or qwen_frame_size(*frames.shape[:3], settings)
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
     cfg = settings.pixels
     if cfg.do_resize:
@@ -186,6 +180,16 @@ def qwen_video_pixels(
     pixels = rescale_and_normalize(video, cfg)  # (T, 3, h, w)
     patches, grid = patchify(pixels, settings.patch_size, settings.merge_size, settings.temporal_patch_size)
     return patches, torch.tensor([grid])
+
+
+def qwen_frame_size(num_frames: int, height: int, width: int, settings: QwenVideoSettings) -> tuple[int, int]:
+    """The (height, width) Qwen-VL resizes frames to: ``smart_resize`` per frame, or over the whole video
+    when ``settings.whole_video`` (Qwen3-VL)."""
+    factor = settings.patch_size * settings.merge_size
+    if settings.whole_video:
+        return smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
+                                  settings.min_pixels, settings.max_pixels)
+    return smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
 
 
 def grid_timestamps(num_frames: int, fps: float, temporal: int) -> list[float]:

@@ -14,7 +14,7 @@ import torch
 
 from adatp.errors import ConfigError, InputError
 from adatp.families.processing import VideoProcessor, load_chat_template, render, tokenize_expanded
-from adatp.families.qwen2_vl.preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
+from adatp.families.qwen2_vl.preprocess import grid_timestamps, load_qwen_settings, qwen_frame_size, qwen_video_pixels
 
 QWEN_VIDEO_PAD = "<|video_pad|>"
 
@@ -70,6 +70,15 @@ class Qwen2VLProcessor(VideoProcessor):
         }
         data.update(cls.extra_inputs(settings.temporal_patch_size / rate))
         return BatchFeature(data)
+
+    @classmethod
+    def tokens_for_video(cls, model_dir, config, num_frames: int, height: int, width: int) -> int:
+        """Video tokens of ``num_frames`` frames of ``height`` x ``width`` (the resize rule, the temporal
+        patch padding, the merge), without touching a pixel."""
+        settings = load_qwen_settings(model_dir, config, cls)
+        h, w = cls.resized_size(num_frames, height, width, settings) or qwen_frame_size(num_frames, height, width, settings)
+        grids = -(-num_frames // settings.temporal_patch_size)
+        return grids * (h // settings.patch_size) * (w // settings.patch_size) // settings.merge_size**2
 
     @classmethod
     def resized_size(cls, num_frames: int, height: int, width: int, settings) -> tuple[int, int] | None:
