@@ -102,7 +102,7 @@ def test_glm46v_prompt_grid_and_patches_are_the_hf_processors(root, case):
 
 
 def test_glm_needs_one_temporal_patch_of_frames(root):
-    with pytest.raises(adatp.errors.InputError, match="at least 2 frames") as info:
+    with pytest.raises(adatp.errors.VideoError, match="at least temporal_patch_size=2") as info:
         adatp.prepare_inputs(_model_dir("glm-4.6v-flash", root), _frames(0, 1, 64, 64), QUESTION)
     assert "\n" not in str(info.value)
 

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from adatp.errors import ConfigError, InputError
-from adatp.families.processing import VideoProcessor, load_chat_template, render, tokenize_expanded
+from adatp.errors import InputError
+from adatp.families.processing import VideoProcessor, checked_token_id, load_chat_template, render, tokenize_expanded
 from adatp.families.qwen2_vl.preprocess import grid_timestamps, load_qwen_settings, qwen_frame_size, qwen_video_pixels
 
 QWEN_VIDEO_PAD = "<|video_pad|>"
@@ -47,13 +47,8 @@ class Qwen2VLProcessor(VideoProcessor):
         if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
         rate = float(fps) if fps is not None else settings.fps
-        pad_id = tokenizer.convert_tokens_to_ids(cls.pad_token)
-        if pad_id != cls.video_token_id(config):
-            raise ConfigError(
-                f"the tokenizer maps {cls.pad_token!r} to {pad_id}, but the config's id for it is "
-                f"{cls.video_token_id(config)}: tokenizer and model do not belong together"
-            )
-        pixels, grid = qwen_video_pixels(video, settings, cls.resized_size(video.shape[0], *video.shape[1:3], settings))
+        pad_id = checked_token_id(tokenizer, cls.pad_token, cls.video_token_id(config), cls.video_token_key)
+        pixels, grid = qwen_video_pixels(video, settings)
         t, h, w = grid[0].tolist()
         per_grid = h * w // settings.merge_size**2
         times = cls.grid_times(video.shape[0], rate, settings.temporal_patch_size)
@@ -76,15 +71,9 @@ class Qwen2VLProcessor(VideoProcessor):
         """Video tokens of ``num_frames`` frames of ``height`` x ``width`` (the resize rule, the temporal
         patch padding, the merge), without touching a pixel."""
         settings = load_qwen_settings(model_dir, config, cls)
-        h, w = cls.resized_size(num_frames, height, width, settings) or qwen_frame_size(num_frames, height, width, settings)
+        h, w = qwen_frame_size(num_frames, height, width, settings)
         grids = -(-num_frames // settings.temporal_patch_size)
         return grids * (h // settings.patch_size) * (w // settings.patch_size) // settings.merge_size**2
-
-    @classmethod
-    def resized_size(cls, num_frames: int, height: int, width: int, settings) -> tuple[int, int] | None:
-        """The (height, width) frames are resized to, when the family's rule differs from Qwen-VL's
-        ``smart_resize`` (None: that rule)."""
-        return None
 
     @classmethod
     def grid_times(cls, num_frames: int, fps: float, temporal: int) -> list[float]:
