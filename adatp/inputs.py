@@ -229,20 +229,19 @@ def prepare_inputs(
     """Inputs for ``model(**inputs)`` / ``model.generate(**inputs)`` from frames and a question.
 
     Args:
-        model_dir_or_tokenizer: a local LLaVA-OneVision checkpoint directory, or a tokenizer loaded from one.
+        model_dir_or_tokenizer: a local checkpoint directory of a supported family, or a tokenizer loaded from one.
         frames: uint8 RGB frames (T, H, W, 3), numpy or torch, T >= 1.
         question: the user's text; the video goes before it, as the chat template places media first.
         system_prompt: optional system turn (the llava-hf template has no default one).
-        fps: Qwen-VL only: the rate the frames were sampled at (default: the checkpoint's sampling
-            fps, 2). It sets Qwen2.5-VL's ``second_per_grid_ts`` and Qwen3-VL's timestamps.
+        fps: the rate the frames were sampled at, for families whose prompts carry time (Qwen-VL, GLM;
+            default: the checkpoint's sampling fps); the others refuse it.
 
     Returns:
-        ``input_ids`` (1, L) long, ``attention_mask`` (1, L) ones, ``pixel_values_videos``
-        (1, T, 3, S, S) float32, where L includes ``T * ceil(p/2)**2 + 1`` video tokens. Nothing else:
-        ``generate()`` rejects unknown keys. The question stays readable from ``input_ids`` after the video.
-        Qwen-VL: ``input_ids``, ``attention_mask``, ``pixel_values_videos`` (t*H*W, 3*2*p*p),
-        ``video_grid_thw`` (1, 3), ``mm_token_type_ids`` (1, L) (2 at video tokens) and, for
-        Qwen2.5-VL, ``second_per_grid_ts`` (1,) = temporal_patch_size / fps.
+        What the family's transformers processor returns for one video, nothing else (``generate()``
+        rejects unknown keys): ``input_ids`` (1, L) long, ``attention_mask`` (1, L) ones and the
+        family's pixels and grids (docs/families.md lists them per family; LLaVA-OneVision:
+        ``pixel_values_videos`` (1, T, 3, S, S) float32 and ``T * ceil(p/2)**2 + 1`` video tokens).
+        The question stays readable from ``input_ids`` after the video.
 
     Raises:
         InputError: no video (``frames`` is None), empty question, placeholder or chat-template special

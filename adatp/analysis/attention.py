@@ -102,7 +102,7 @@ def _video_span(adapter: ModelAdapter, inputs: dict[str, Any]) -> VideoSpan:
         raise InputError(f"attention analysis needs input_ids of one prompt (1, L), got {shape}")
     num_frames = adapter.video_frames(inputs)
     if num_frames is None:
-        raise InputError("the inputs hold no video (pixel_values_videos); build them with adatp.prepare_inputs")
+        raise InputError("the inputs hold no video pixels; build them with adatp.prepare_inputs")
     mask = inputs.get("attention_mask")
     if mask is not None and not bool(mask.all()):  # host sync, once
         raise InputError("the attention mask has padding: attention analysis needs one unpadded prompt")

@@ -18,7 +18,9 @@ from adatp.families.registry import (
     architecture_files,
     family,
     get_adapter,
+    model_types,
     processor_for,
+    register_adapter,
     supported_model_types,
 )
 
@@ -32,7 +34,7 @@ def inputs_to(inputs: Any, model: Any, device: Any = None) -> Any:
 def placeholders() -> tuple[str, ...]:
     """Every family's media placeholders (text a question must not contain)."""
     found: list[str] = []
-    for model_type in FAMILIES:
+    for model_type in model_types():
         found += [p for p in processor_for(model_type).placeholders if p not in found]
     return tuple(found)
 
@@ -48,7 +50,9 @@ __all__ = [
     "family",
     "get_adapter",
     "inputs_to",
+    "model_types",
     "placeholders",
     "processor_for",
+    "register_adapter",
     "supported_model_types",
 ]

@@ -24,6 +24,9 @@ from adatp.families.processing import VideoProcessor
 from adatp.ops.flops import DecoderDims, VisionDims
 
 NEWLINE_MODES = ("video_end", "row", "frame", "none", "interleaved")
+#: attention implementations whose decode step works with per-layer cache lengths (docs/method.md).
+#: Flash-attention reads non-contiguous position_ids as packed sequences, so it is left out.
+SUPPORTED_ATTENTION = ("sdpa",)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,26 @@ class VideoSpan:
     def end(self) -> int:
         """One past the block's last token; query rows start here (D3)."""
         return self.start + self.layout.block_length
+
+
+def interleaved_span(positions: list[int], num_frames: int, grid_h: int, grid_w: int, seq_len: int,
+                     unit: str = "grid") -> VideoSpan:
+    """The span of a video whose frames' tokens are runs with text between them (layout ``interleaved``).
+
+    ``positions``: the sequence positions of every video token, in order (``num_frames`` runs of
+    ``grid_h * grid_w``). The block runs from the first video token to the last.
+    """
+    per_frame = grid_h * grid_w
+    start = positions[0]
+    starts = []
+    for f in range(num_frames):
+        run = positions[f * per_frame : (f + 1) * per_frame]
+        if run[-1] - run[0] + 1 != per_frame:
+            raise InputError(f"the video tokens of {unit} {f} are not contiguous: expected {per_frame} in a row")
+        starts.append(run[0] - start)
+    layout = VideoLayout(num_frames, grid_h, grid_w, "interleaved", frame_starts=tuple(starts),
+                         length=positions[-1] - start + 1)
+    return VideoSpan(start=start, layout=layout, seq_len=seq_len)
 
 
 class ModelAdapter(ABC):
@@ -203,8 +226,29 @@ class ModelAdapter(ABC):
         ``text_tokens`` random text ids (``text_before`` of them before the video): benchmarks only."""
         raise UnsupportedModelError(f"{type(self).__name__} cannot build synthetic inputs")
 
-    @abstractmethod
-    def decoder_dims(self) -> DecoderDims: ...
+    def decoder_dims(self) -> DecoderDims:
+        """The language model's sizes for FLOPs, from its config (``head_dim`` when it names one)."""
+        t = self.text_config()
+        head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
+        return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
+
+    def check_sdpa_decoder(self, hint: str = "") -> None:
+        """What the runtime needs of a decoder: SDPA attention (per-layer cache lengths when decoding), no
+        sliding-window layers, and layers whose attention has q/k projections, ``head_dim`` and ``scaling``."""
+        text = self.text_config()
+        impl = getattr(text, "_attn_implementation", None) or getattr(self.model.config, "_attn_implementation", None)
+        if impl not in SUPPORTED_ATTENTION:
+            raise UnsupportedModelError(
+                f"attention implementation {impl!r} is not supported for pruning: decoding with per-layer "
+                f"cache lengths needs one of {SUPPORTED_ATTENTION}; load the model with attn_implementation='sdpa'"
+            )
+        layer_types = getattr(text, "layer_types", None) or []
+        if getattr(text, "use_sliding_window", False) or "sliding_attention" in layer_types:
+            raise UnsupportedModelError("sliding-window attention layers are not supported: their cache drops tokens by position")
+        for layer in self.decoder_layers():
+            attn = getattr(layer, "self_attn", None)
+            if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
+                raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling{hint}")
 
     @abstractmethod
     def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:

@@ -72,6 +72,17 @@ def render(tokenizer: Any, template: str, question: str, system_prompt: str | No
     return prompt
 
 
+def checked_token_id(tokenizer: Any, token: str, config_id: int, config_key: str) -> int:
+    """The tokenizer's id of ``token``, checked against the config's (``config_key``)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id != config_id:
+        raise ConfigError(
+            f"the tokenizer maps {token!r} to {token_id}, but config.{config_key} is {config_id}: "
+            "tokenizer and model do not belong together"
+        )
+    return token_id
+
+
 def tokenize_expanded(tokenizer: Any, text: str, video_id: int, expected: int, placeholder: str) -> torch.Tensor:
     """(1, L) long ids of an expanded prompt, checked to hold ``expected`` video ids."""
     # The template already holds every special token; Qwen2 adds no BOS anyway.
@@ -105,10 +116,13 @@ class VideoProcessor:
         if getattr(config, "vision_config", None) is None:
             raise UnsupportedModelError(f"{str(model_dir)!r} holds a {config.model_type!r} model without a vision tower")
 
+    #: the config key of the id of the tokens that receive the video's features.
+    video_token_key: ClassVar[str] = "video_token_id"
+
     @classmethod
     def video_token_id(cls, config: Any) -> int:
         """The id of the tokens that receive the video's features."""
-        return int(config.video_token_id)
+        return int(getattr(config, cls.video_token_key))
 
     @classmethod
     def tokens_per_frame(cls, config: Any) -> int | None:
@@ -119,6 +133,15 @@ class VideoProcessor:
     def video_token_count(cls, config: Any, num_frames: int) -> int | None:
         """Video tokens of ``num_frames`` frames when the config alone fixes them, else None."""
         return None
+
+    @classmethod
+    def tokens_for_video(cls, model_dir: Path, config: Any, num_frames: int, height: int, width: int) -> int:
+        """Video tokens ``prepare_inputs`` gives ``num_frames`` frames of ``height`` x ``width`` pixels,
+        without decoding them (a context check from the video's header). Here the config's count."""
+        count = cls.video_token_count(config, num_frames)
+        if count is None:
+            raise UnsupportedModelError(f"{cls.__name__} cannot count video tokens before the frames are resized")
+        return count
 
     @classmethod
     def text_without_video(cls, prompt: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib import resources
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING
 
 from adatp.errors import UnsupportedModelError
@@ -30,15 +30,35 @@ FAMILIES: dict[str, str] = {
     "qwen3_vl": "qwen3_vl",
     "internvl": "internvl",
     "glm4v": "glm4v",
-    "glm46v": "glm4v",
+    "glm46v": "glm46v",
 }
 
 
-def family(model_type: str) -> ModuleType:
+#: adapters registered at run time (:func:`register_adapter`), by ``model_type``.
+_REGISTERED: dict[str, SimpleNamespace] = {}
+
+
+def register_adapter(cls: type[ModelAdapter]) -> type[ModelAdapter]:
+    """Class decorator: serve ``cls.model_types`` with ``cls`` and its ``processor``, for an adapter kept
+    outside ``adatp/families`` (a family folder and a line in :data:`FAMILIES` is the way in the tree)."""
+    for model_type in cls.model_types:
+        _REGISTERED[model_type] = SimpleNamespace(Adapter=cls, Processor=cls.processor, tiny=None)
+    _adapters_by_class.cache_clear()
+    return cls
+
+
+def model_types() -> list[str]:
+    """Every supported ``model_type``."""
+    return [*FAMILIES, *(t for t in _REGISTERED if t not in FAMILIES)]
+
+
+def family(model_type: str) -> ModuleType | SimpleNamespace:
     """The family package of a config ``model_type``, or UnsupportedModelError listing the supported ones."""
+    if model_type in _REGISTERED:
+        return _REGISTERED[model_type]
     if model_type not in FAMILIES:
         raise UnsupportedModelError(
-            f"adatp has no adapter for model type {model_type!r}; supported: {', '.join(sorted(FAMILIES))}"
+            f"adatp has no adapter for model type {model_type!r}; supported: {', '.join(sorted(model_types()))}"
         )
     return importlib.import_module(f"adatp.families.{FAMILIES[model_type]}")
 
@@ -56,7 +76,7 @@ def processor_for(model_type: str) -> type[VideoProcessor]:
 def supported_model_types() -> dict[str, str]:
     """``model_type`` -> transformers class name, for every family."""
     found = {}
-    for model_type in FAMILIES:
+    for model_type in model_types():
         cls = adapter_class_for(model_type)
         found[model_type] = dict(zip(cls.model_types, cls.model_classes))[model_type]
     return found
@@ -64,7 +84,7 @@ def supported_model_types() -> dict[str, str]:
 
 @cache
 def _adapters_by_class() -> dict[str, type[ModelAdapter]]:
-    return {name: adapter_class_for(t) for t in FAMILIES for name in adapter_class_for(t).model_classes}
+    return {name: adapter_class_for(t) for t in model_types() for name in adapter_class_for(t).model_classes}
 
 
 def get_adapter(model: nn.Module) -> ModelAdapter:

@@ -298,137 +298,28 @@ def tiny_model_dir(cache_dir: str | os.PathLike[str] | None = None, seed: int = 
 
 # --- every shipped architecture: one entry point -------------------------------------------------
 #
-# Qwen-VL families (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): the shipped config.json with only sizes shrunk.
-# Kept: M-RoPE and its section proportions, temporal patch size 2, spatial merge size 2, patch size,
-# Qwen2.5-VL's window attention (one full-attention block last), Qwen3-VL's QK-norm, explicit head_dim,
-# interleaved M-RoPE and deepstack (one deepstack level per vision block).
-
-#: Tiny sizes per model_type. ``mrope_section`` keeps the real proportions at the tiny head_dim
-#: (Qwen2/2.5-VL: 16:24:24 of 64 -> 2:3:3 of 8; Qwen3-VL: 24:20:20 of 64 -> 6:5:5 of 16).
-QWEN_TINY_SIZES: dict[str, dict[str, Any]] = {
-    "qwen2_vl": dict(text_layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, head_dim=None,
-                     mrope_section=[2, 3, 3], vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=128),
-    "qwen2_5_vl": dict(text_layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, head_dim=None,
-                       mrope_section=[2, 3, 3], vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=64),
-    "qwen3_vl": dict(text_layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, head_dim=32,
-                     mrope_section=[6, 5, 5], vision_hidden=32, vision_layers=3, vision_heads=2, vision_intermediate=64),
-}
-
-#: Preprocessing of the real checkpoints (their preprocessor_config.json / video_preprocessor_config.json).
-#: Qwen2-VL and Qwen2.5-VL: CLIP mean/std, 14 px patches, min_pixels 56*56, max_pixels 28*28*16384 for
-#: images; their video processors default to 128*28*28 .. 768*28*28 pixels a frame and 2 fps.
-#: Qwen3-VL: mean/std 0.5, 16 px patches; video 4096 .. 25165824 pixels, 2 fps.
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-QWEN_PREPROCESSOR: dict[str, dict[str, Any]] = {
-    "qwen2_vl": dict(image_mean=CLIP_MEAN, image_std=CLIP_STD, min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28,
-                     fps=2.0, processor_class="Qwen2VLProcessor", image_processor_type="Qwen2VLImageProcessor",
-                     video_processor_type="Qwen2VLVideoProcessor"),
-    "qwen2_5_vl": dict(image_mean=CLIP_MEAN, image_std=CLIP_STD, min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28,
-                       fps=2.0, processor_class="Qwen2_5_VLProcessor", image_processor_type="Qwen2VLImageProcessor",
-                       video_processor_type="Qwen2VLVideoProcessor"),
-    "qwen3_vl": dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], min_pixels=4096, max_pixels=25165824,
-                     fps=2.0, processor_class="Qwen3VLProcessor", image_processor_type="Qwen2VLImageProcessor",
-                     video_processor_type="Qwen3VLVideoProcessor"),
-}
-#: Tiny models keep frames small: at most this many pixels a frame (8 x 8 patches of 14 px = 112 x 112).
-TINY_MAX_PIXELS = {"qwen2_vl": 112 * 112, "qwen2_5_vl": 112 * 112, "qwen3_vl": 16 * 128 * 128}  # Qwen3-VL: whole video
-TINY_MIN_PIXELS = {"qwen2_vl": 56 * 56, "qwen2_5_vl": 56 * 56, "qwen3_vl": 64 * 64}
+# Each family but LLaVA-OneVision (built above, the base of adatp-tiny) shrinks its shipped config with
+# its own hooks (``adatp/families/<name>/tiny.py``: sizes, special tokens, chat template, preprocessing).
 
 
 def architecture_model_type(name: str) -> str:
-    """``model_type`` of a shipped architecture ("llava_onevision", "qwen2_vl", ...)."""
+    """``model_type`` of a shipped architecture (its config's)."""
     return load_architecture_dict(name)["model_type"]
 
 
-def _qwen_token_ids(tokenizer: Any) -> dict[str, int]:
-    from adatp.models.tokenizer import IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_PAD, VISION_START
-
-    names = dict(bos=ENDOFTEXT, eos=IM_END, vision_start=VISION_START, vision_end=VISION_END,
-                 vision_pad=VISION_PAD, image=IMAGE_PAD, video=VIDEO_PAD)
-    return {k: int(tokenizer.convert_tokens_to_ids(v)) for k, v in names.items()}
-
-
 def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: Any):
-    """The shipped config of Qwen-VL architecture ``arch`` with only its sizes shrunk (fp32, sdpa).
-
-    ``sizes`` override :data:`QWEN_TINY_SIZES` of the family (text_layers, hidden, heads, kv_heads,
-    intermediate, head_dim, mrope_section, vision_hidden, vision_layers, vision_heads, vision_intermediate).
-    Token ids are the tiny tokenizer's (``build_tiny_tokenizer(qwen_vl=True)``).
-    """
-    from transformers import AutoConfig
-
-    from adatp.models.tokenizer import build_tiny_tokenizer
-
-    data: dict[str, Any] = load_architecture_dict(arch)
-    family = data["model_type"]
-    if family not in QWEN_TINY_SIZES:
-        raise ConfigError(f"{arch!r} is a {family!r} model, not a Qwen-VL one; valid families: {sorted(QWEN_TINY_SIZES)}")
-    unknown = sorted(set(sizes) - set(QWEN_TINY_SIZES[family]))
-    if unknown:
-        raise ConfigError(f"unknown tiny size(s) {unknown}; valid: {sorted(QWEN_TINY_SIZES[family])}")
-    s = dict(QWEN_TINY_SIZES[family], **sizes)
-    ints = {k: v for k, v in s.items() if k not in ("head_dim", "mrope_section")}
-    bad = {k: v for k, v in ints.items() if not isinstance(v, int) or v < 1}
-    if bad:
-        raise ConfigError(f"tiny model sizes must be positive integers, got {bad}")
-    head_dim = s["head_dim"] or s["hidden"] // s["heads"]
-    if s["head_dim"] is None and s["hidden"] % s["heads"]:
-        raise ConfigError(f"hidden={s['hidden']} must be a multiple of heads={s['heads']}")
-    if s["heads"] % s["kv_heads"]:
-        raise ConfigError(f"heads={s['heads']} must be a multiple of kv_heads={s['kv_heads']} (grouped-query attention)")
-    if sum(s["mrope_section"]) * 2 != head_dim:
-        raise ConfigError(f"mrope_section {s['mrope_section']} must sum to head_dim / 2 = {head_dim // 2}")
-    if s["vision_hidden"] % s["vision_heads"]:
-        raise ConfigError(f"vision_hidden={s['vision_hidden']} must be a multiple of vision_heads={s['vision_heads']}")
-    tokenizer = build_tiny_tokenizer(qwen_vl=True)
-    ids = _qwen_token_ids(tokenizer)
-    vocab = _padded_vocab(len(tokenizer)) if vocab_size is None else vocab_size
-    if vocab < len(tokenizer):
-        raise ConfigError(f"vocab_size={vocab} is smaller than the tiny tokenizer ({len(tokenizer)} tokens)")
-    text = dict(
-        hidden_size=s["hidden"], intermediate_size=s["intermediate"], num_hidden_layers=s["text_layers"],
-        num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"], vocab_size=vocab,
-        bos_token_id=ids["bos"], eos_token_id=ids["eos"],
-    )
-    multimodal = dict(
-        image_token_id=ids["image"], video_token_id=ids["video"],
-        vision_start_token_id=ids["vision_start"], vision_end_token_id=ids["vision_end"],
-    )
-    vision = data["vision_config"]
-    if family == "qwen3_vl":
-        data["text_config"].update(text, head_dim=head_dim, dtype="float32")
-        data["text_config"]["rope_scaling"]["mrope_section"] = list(s["mrope_section"])
-        depth = s["vision_layers"]
-        # One deepstack level per block, as the 8B's three levels at blocks 8, 16, 24 of 27.
-        vision.update(hidden_size=s["vision_hidden"], intermediate_size=s["vision_intermediate"], depth=depth,
-                      num_heads=s["vision_heads"], out_hidden_size=s["hidden"], num_position_embeddings=64,
-                      deepstack_visual_indexes=list(range(min(3, depth))))
-        data.update(multimodal)
-    else:
-        data.update(text, max_window_layers=s["text_layers"], torch_dtype="float32", **multimodal)
-        data["rope_scaling"]["mrope_section"] = list(s["mrope_section"])
-        data.pop("vision_token_id", None)
-        if family == "qwen2_vl":
-            vision.update(embed_dim=s["vision_hidden"], depth=s["vision_layers"], num_heads=s["vision_heads"],
-                          mlp_ratio=s["vision_intermediate"] // s["vision_hidden"], hidden_size=s["hidden"])
-        else:  # qwen2_5_vl: window attention, the last block full (as 7, 15, 23, 31 of 32)
-            vision.update(hidden_size=s["vision_hidden"], intermediate_size=s["vision_intermediate"],
-                          depth=s["vision_layers"], num_heads=s["vision_heads"], out_hidden_size=s["hidden"],
-                          fullatt_block_indexes=[s["vision_layers"] - 1])
-    data.pop("model_type")
-    config = AutoConfig.for_model(family, **data)
-    config._attn_implementation = "sdpa"
-    config.text_config._attn_implementation = "sdpa"
-    return config
+    """The shipped config of Qwen-VL architecture ``arch`` with only its sizes shrunk (fp32, sdpa): the
+    family's hooks (``adatp/families/<name>/tiny.py``); kept for callers of the former Qwen-only builder."""
+    if not hasattr(_family_tiny(architecture_model_type(arch)), "tiny_config"):
+        raise ConfigError(f"{arch!r} is a {architecture_model_type(arch)!r} model: use tiny_llava_onevision_config")
+    return tiny_family_config(arch, vocab_size=vocab_size, **sizes)
 
 
 def _family_tiny(model_type: str) -> Any:
-    """The family's tiny-model hooks (``adatp/families/<name>/tiny.py``), or None for the families
-    built by this module's own functions."""
+    """The family's tiny-model hooks (``adatp/families/<name>/tiny.py``)."""
     from adatp.families import family
 
-    return getattr(family(model_type), "tiny", None)
+    return family(model_type).tiny
 
 
 def _family_tokenizer(hooks: Any, chat_template: str | None = None) -> Any:
@@ -437,9 +328,10 @@ def _family_tokenizer(hooks: Any, chat_template: str | None = None) -> Any:
     return build_tiny_tokenizer(extra_special=hooks.SPECIAL_TOKENS, chat_template=chat_template)
 
 
-def tiny_family_config(arch: str, **sizes: Any) -> Any:
+def tiny_family_config(arch: str, *, vocab_size: int | None = None, **sizes: Any) -> Any:
     """The shipped config of ``arch`` shrunk by its family's hooks (``tiny_config``), token ids from the
-    tiny tokenizer with the family's special tokens (fp32, sdpa)."""
+    tiny tokenizer with the family's special tokens (fp32, sdpa). ``vocab_size`` defaults to the
+    tokenizer's size padded to a multiple of 64."""
     from transformers import AutoConfig
 
     data: dict[str, Any] = load_architecture_dict(arch)
@@ -448,7 +340,10 @@ def tiny_family_config(arch: str, **sizes: Any) -> Any:
     tokenizer = _family_tokenizer(hooks)
     ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in hooks.SPECIAL_TOKENS}
     ids.update(bos=int(tokenizer.convert_tokens_to_ids(ENDOFTEXT)), eos=int(tokenizer.convert_tokens_to_ids(IM_END)))
-    config = AutoConfig.for_model(model_type, **hooks.tiny_config(data, ids, _padded_vocab(len(tokenizer)), **sizes))
+    vocab = _padded_vocab(len(tokenizer)) if vocab_size is None else vocab_size
+    if vocab < len(tokenizer):
+        raise ConfigError(f"vocab_size={vocab} is smaller than the tiny tokenizer ({len(tokenizer)} tokens)")
+    config = AutoConfig.for_model(model_type, **hooks.tiny_config(data, ids, vocab, **sizes))
     config._attn_implementation = "sdpa"
     config.text_config._attn_implementation = "sdpa"
     return config
@@ -458,13 +353,10 @@ def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> 
     """The random-weight tiny model of shipped architecture ``name`` in memory (fp32, eval mode)."""
     from transformers import AutoModelForImageTextToText
 
-    model_type = architecture_model_type(name)
-    if model_type == "llava_onevision":
-        return tiny_llava_onevision_model(seed=seed, arch=name, **overrides)
-    if _family_tiny(model_type) is not None:
-        config = tiny_family_config(name, **overrides)
-    else:
-        config = tiny_qwen_vl_config(name, **overrides)
+    hooks = _family_tiny(architecture_model_type(name))
+    if hasattr(hooks, "model"):  # a family whose tiny models this module builds itself
+        return hooks.model(name, seed=seed, **overrides)
+    config = tiny_family_config(name, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config).to(torch.float32).eval()
@@ -473,24 +365,6 @@ def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> 
     bos = text.pad_token_id if bos is None else bos  # GLM's text config names no bos: its pad is <|endoftext|>
     model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=text.eos_token_id, pad_token_id=bos)
     return model
-
-
-def _qwen_preprocessor_configs(config: Any) -> dict[str, dict[str, Any]]:
-    family = config.model_type
-    pre = QWEN_PREPROCESSOR[family]
-    v = config.vision_config
-    common = {
-        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": pre["image_mean"], "image_std": pre["image_std"], "resample": RESAMPLE_BICUBIC,
-        "rescale_factor": RESCALE_FACTOR, "patch_size": v.patch_size, "temporal_patch_size": v.temporal_patch_size,
-        "merge_size": v.spatial_merge_size, "processor_class": pre["processor_class"],
-    }
-    size = {"shortest_edge": TINY_MIN_PIXELS[family], "longest_edge": TINY_MAX_PIXELS[family]}
-    image = dict(common, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"], size=size,
-                 image_processor_type=pre["image_processor_type"])
-    video = dict(common, size=size, fps=pre["fps"], do_sample_frames=False,
-                 video_processor_type=pre["video_processor_type"])
-    return {"preprocessor_config.json": image, "video_preprocessor_config.json": video}
 
 
 def build_tiny(name: str, out_dir: str | os.PathLike[str], *, seed: int = 0, **overrides: Any) -> Path:
@@ -503,24 +377,18 @@ def build_tiny(name: str, out_dir: str | os.PathLike[str], *, seed: int = 0, **o
     ``AutoModelForImageTextToText.from_pretrained(dir, attn_implementation="sdpa")``.
     """
     from adatp.models.configs import _check_name
-    from adatp.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE
-
     _check_name(name)
-    if architecture_model_type(name) == "llava_onevision":
-        return build_tiny_llava_onevision(out_dir, seed=seed, arch=name, **overrides)
+    hooks = _family_tiny(architecture_model_type(name))
+    if hasattr(hooks, "build"):  # a family whose tiny directories this module builds itself
+        return hooks.build(name, out_dir, seed=seed, **overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = tiny_model(name, seed=seed, **overrides)
     family = model.config.model_type
     hooks = _family_tiny(family)
-    if hooks is not None:
-        template = hooks.CHAT_TEMPLATE
-        tokenizer = _family_tokenizer(hooks, template)
-        preprocessor = hooks.preprocessor_files(model.config)
-    else:
-        template = QWEN3_VL_CHAT_TEMPLATE if family == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
-        tokenizer = build_tiny_tokenizer(qwen_vl=True, chat_template=template)
-        preprocessor = _qwen_preprocessor_configs(model.config)
+    template = hooks.CHAT_TEMPLATE
+    tokenizer = _family_tokenizer(hooks, template)
+    preprocessor = hooks.preprocessor_files(model.config)
     with _quiet_progress():
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)

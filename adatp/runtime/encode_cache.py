@@ -3,7 +3,8 @@
 An evaluation answers each item with every (method, target): the video tokens differ between runs
 only *after* the vision tower, so its output can be reused. :func:`reuse_outputs` replaces the
 tower's ``forward`` on this one instance for the duration of a block: a call with the same input
-tensors (same storage, shape, strides, dtype and in-place version, same other arguments) returns
+tensors (same storage, shape, strides, dtype and in-place version; small integer grids by value; same
+other arguments) returns
 the first call's output object. Hooks on the tower still run on every call (``nn.Module.__call__``
 wraps the instance's ``forward``), so the pruning runtime sees the same features as without the
 cache, and results are bit-identical. Only the last input is remembered (one video at a time).
@@ -20,8 +21,16 @@ import torch
 from torch import nn
 
 
+#: integer tensors up to this size (grids such as ``grid_thw``) are described by value: some towers
+#: are called with one rebuilt from the inputs on every call (GLM-4.6V flattens ``video_grid_thw``).
+SMALL_INT_TENSOR = 64
+
+
 def _describe(value: Any) -> Any:
-    """A hashable description of one argument; tensors by identity of their data and version."""
+    """A hashable description of one argument; tensors by identity of their data and version, small
+    integer tensors by value."""
+    if isinstance(value, torch.Tensor) and not value.is_floating_point() and value.numel() <= SMALL_INT_TENSOR:
+        return ("ints", tuple(value.shape), value.dtype, str(value.device), tuple(value.flatten().tolist()))
     if isinstance(value, torch.Tensor):
         return ("tensor", value.data_ptr(), tuple(value.shape), tuple(value.stride()), value.dtype,
                 str(value.device), value._version)

@@ -285,7 +285,8 @@ def test_encode_once_runs_the_tower_once_and_changes_no_logit(arch, monkeypatch)
             result = shared.trial(spec)
             assert result["vision_s"] > shared._tower_s > 0 and result["ttft_s"] > result["vision_s"]
         assert shared.tower_calls == {"computed": 1, "reused": 4}
-        inside = shared.model.config.model_type != "llava_onevision"  # Qwen-VL: the merger is in the tower
+        # Qwen-VL and GLM: the merger is in the tower; LLaVA and InternVL project after it
+        inside = shared.model.config.model_type not in ("llava_onevision", "internvl")
         assert ("merger" in shared.vision_note()) == inside and "once" in shared.vision_note()
     finally:
         plain.close()

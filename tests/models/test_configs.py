@@ -38,7 +38,7 @@ def test_every_architecture_has_a_file_and_every_file_is_registered():
     files = {f"{d.name}/configs/{p.name}" for d in FAMILIES_DIR.iterdir() if d.joinpath("configs").is_dir()
              for p in d.joinpath("configs").iterdir() if p.name.endswith(".json")}
     assert files == set(ARCHITECTURES.values())
-    assert set(EXPECTED_TEXT) | set(EXPECTED_QWEN) == set(ARCHITECTURES)
+    assert set(EXPECTED_TEXT) | set(EXPECTED_QWEN) | {"internvl3_5-8b-hf", "glm-4.6v-flash"} == set(ARCHITECTURES)
     for name, path in ARCHITECTURES.items():  # each config sits in its own family's folder
         assert FAMILIES[load_architecture_dict(name)["model_type"]] == path.split("/")[0]
 
@@ -60,6 +60,33 @@ def test_qwen_vl_values(name):
         assert vision.deepstack_visual_indexes == [8, 16, 24] and text.rope_parameters["mrope_interleaved"]
     if family == "qwen2_5_vl":
         assert vision.fullatt_block_indexes == [7, 15, 23, 31] and vision.tokens_per_second == 2
+
+
+def test_internvl3_5_8b_values():
+    """InternViT-300M-448px + Qwen3-8B (the published sizes), 256 tokens a 448 px tile."""
+    config = load_architecture_config("internvl3_5-8b-hf")
+    text, vision = config.text_config, config.vision_config
+    assert config.model_type == "internvl" and text.model_type == "qwen3"
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads) == (4096, 36, 32, 8)
+    assert (text.head_dim, text.intermediate_size, text.vocab_size) == (128, 12288, 151936)
+    assert text.rope_parameters["rope_theta"] == 1_000_000.0 and config.tie_word_embeddings is False
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.intermediate_size) == (1024, 24, 16, 4096)
+    assert list(vision.image_size) == [448, 448] and list(vision.patch_size) == [14, 14]
+    assert config.image_seq_length == (448 // 14) ** 2 // 4 == 256 and config.downsample_ratio == 0.5
+    assert config.vision_feature_select_strategy == "default" and config.image_token_id == 151671
+
+
+def test_glm_4_6v_flash_values():
+    """GLM-4.1V-9B's architecture: 40 x 4096 decoder, 2 KV heads, partial rotary over 64 of 128 dims."""
+    config = load_architecture_config("glm-4.6v-flash")
+    text, vision = config.text_config, config.vision_config
+    assert config.model_type == "glm46v" and text.model_type == "glm4v_text"
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads) == (4096, 40, 32, 2)
+    assert (text.intermediate_size, text.vocab_size, text.attention_bias) == (13696, 151552, True)
+    rope = text.rope_parameters
+    assert rope["partial_rotary_factor"] == 0.5 and sum(rope["mrope_section"]) * 2 == 128 // 2
+    assert (vision.depth, vision.hidden_size, vision.out_hidden_size, vision.patch_size) == (24, 1536, 4096, 14)
+    assert (vision.temporal_patch_size, vision.spatial_merge_size) == (2, 2)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_TEXT))

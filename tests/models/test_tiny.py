@@ -249,9 +249,12 @@ def test_build_tiny_every_architecture_loads_with_auto_class(tmp_path, name):
     assert type(cfg) is type(real) and cfg.model_type == real.model_type
     assert cfg.text_config._attn_implementation == "sdpa"
     tok = AutoTokenizer.from_pretrained(path)
-    assert tok.convert_tokens_to_ids("<|video_pad|>" if cfg.model_type != "llava_onevision" else "<video>") == cfg.video_token_id
+    # the token that receives the video's features (InternVL: a tile's context token; GLM: the image token)
+    token, key = {"llava_onevision": ("<video>", "video_token_id"), "internvl": ("<IMG_CONTEXT>", "image_token_id"),
+                  "glm46v": ("<|image|>", "image_token_id")}.get(cfg.model_type, ("<|video_pad|>", "video_token_id"))
+    assert tok.convert_tokens_to_ids(token) == getattr(cfg, key)
     assert json.loads((path / "adatp_tiny.json").read_text())["architecture"] == name
-    if cfg.model_type == "llava_onevision":
+    if cfg.model_type in ("llava_onevision", "internvl"):  # 1-D RoPE
         return
     v, rv = cfg.vision_config, real.vision_config
     # the family structure is kept: M-RoPE proportions, temporal patch, merge size, patch size
@@ -260,7 +263,7 @@ def test_build_tiny_every_architecture_loads_with_auto_class(tmp_path, name):
     assert [s / sum(tiny_sec) for s in tiny_sec] == pytest.approx([s / sum(real_sec) for s in real_sec])
     text = cfg.text_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    assert sum(tiny_sec) * 2 == head_dim
+    assert sum(tiny_sec) * 2 == head_dim * text.rope_parameters.get("partial_rotary_factor", 1.0)  # GLM: half rotary
     if cfg.model_type == "qwen3_vl":
         assert len(v.deepstack_visual_indexes) == 3 and text.rope_parameters["mrope_interleaved"]
     if cfg.model_type == "qwen2_5_vl":

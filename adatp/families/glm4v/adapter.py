@@ -1,4 +1,4 @@
-"""GLM-4.1V / GLM-4.6V family (HF ``Glm4vForConditionalGeneration``, ``Glm46VForConditionalGeneration``).
+"""GLM-4.1V family (HF ``Glm4vForConditionalGeneration``); GLM-4.6V (``glm46v``) subclasses it.
 
 The layout is Qwen3-VL's (the adapter subclasses it): the tower patchifies two frames at a time and
 merges 2 x 2 patches, ``video_grid_thw`` = (t, H, W) patches, and every token grid is its own run
@@ -23,8 +23,8 @@ from adatp.families.qwen3_vl.adapter import Qwen3VLAdapter
 
 
 class Glm4vAdapter(Qwen3VLAdapter):
-    model_classes = ("Glm4vForConditionalGeneration", "Glm46VForConditionalGeneration")
-    model_types = ("glm4v", "glm46v")
+    model_classes = ("Glm4vForConditionalGeneration",)
+    model_types = ("glm4v",)
     processor = Glm4vProcessor
 
     def _vision_sizes(self) -> tuple[int, int, int, int]:
@@ -64,7 +64,8 @@ class Glm4vAdapter(Qwen3VLAdapter):
 
 
 def _apply_rotary(attention_class: type):
-    """The ``apply_rotary_pos_emb`` of the attention's own modeling module (``Glm4vTextAttention``'s)."""
+    """The ``apply_rotary_pos_emb`` of the attention's own modeling module (``Glm4vTextAttention``'s,
+    which GLM-4.6V's language model is too)."""
     import sys
 
     return sys.modules[attention_class.__module__].apply_rotary_pos_emb

@@ -1,4 +1,4 @@
-"""Tiny GLM-4.1V / GLM-4.6V models: the shipped config with only its sizes shrunk.
+"""Tiny GLM-4.1V models (GLM-4.6V's subclass these hooks): the shipped config with only its sizes shrunk.
 
 Kept: qkv bias, partial rotary 0.5 with the M-RoPE proportions 8:12:12 (2:3:3 at the tiny head_dim of
 32: 16 rotary dims), the gated-MLP tower with its downsampling conv and merger, temporal patch 2,
@@ -7,17 +7,13 @@ spatial merge 2, 14 px patches, no tied head. With 112 px frames a token grid is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from adatp.errors import ConfigError
-from adatp.families.glm4v.processor import IMAGE_TOKEN, VIDEO_TOKEN
+from adatp.families.glm4v.processor import BEGIN_IMAGE, END_IMAGE, IMAGE_TOKEN, VIDEO_TOKEN
 
-BEGIN_IMAGE, END_IMAGE, BEGIN_VIDEO, END_VIDEO = "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>"
-SIZES: dict[str, Any] = dict(text_layers=4, hidden=128, heads=4, kv_heads=2, intermediate=128, mrope_section=[2, 3, 3],
-                             vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=64)
-#: tokens the tiny tokenizer adds for this family (after the shared ones, so no other id moves).
-SPECIAL_TOKENS = (BEGIN_IMAGE, END_IMAGE, BEGIN_VIDEO, END_VIDEO, IMAGE_TOKEN, VIDEO_TOKEN)
-#: GLM-4.6V's chat template, media part: ``[gMASK]<sop>`` is left out (not in the tiny vocabulary).
+BEGIN_VIDEO, END_VIDEO = "<|begin_of_video|>", "<|end_of_video|>"
+#: GLM's chat template, media part: ``[gMASK]<sop>`` is left out (not in the tiny vocabulary).
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
@@ -31,12 +27,42 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def tiny_config(data: dict[str, Any], token_ids: dict[str, int], vocab: int, **sizes: Any) -> dict[str, Any]:
-    """``data`` (the shipped config dict) with its sizes shrunk; ``token_ids`` maps token -> tiny id."""
-    unknown = sorted(set(sizes) - set(SIZES))
+class Glm4vTiny:
+    SIZES: ClassVar[dict[str, Any]] = dict(
+        text_layers=4, hidden=128, heads=4, kv_heads=2, intermediate=128, mrope_section=[2, 3, 3],
+        vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=64,
+    )
+    #: tokens the tiny tokenizer adds for this family (after the shared ones, so no other id moves).
+    SPECIAL_TOKENS: ClassVar[tuple[str, ...]] = (BEGIN_IMAGE, END_IMAGE, BEGIN_VIDEO, END_VIDEO, IMAGE_TOKEN, VIDEO_TOKEN)
+    CHAT_TEMPLATE: ClassVar[str] = CHAT_TEMPLATE
+    PROCESSOR_CLASSES: ClassVar[dict[str, str]] = dict(video_processor_type="Glm4vVideoProcessor",
+                                                       processor_class="Glm4vProcessor")
+
+    @classmethod
+    def tiny_config(cls, data: dict[str, Any], token_ids: dict[str, int], vocab: int, **sizes: Any) -> dict[str, Any]:
+        """``data`` (the shipped config dict) with its sizes shrunk; ``token_ids`` maps token -> tiny id."""
+        return _tiny_config(cls.SIZES, data, token_ids, vocab, **sizes)
+
+    @classmethod
+    def preprocessor_files(cls, config: Any) -> dict[str, dict[str, Any]]:
+        """The tiny directory's ``video_preprocessor_config.json`` (pixel limits scaled to tiny frames)."""
+        v = config.vision_config
+        video = {
+            "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+            "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "resample": 3, "rescale_factor": 1 / 255,
+            "patch_size": v.patch_size, "temporal_patch_size": v.temporal_patch_size, "merge_size": v.spatial_merge_size,
+            "size": {"shortest_edge": 56 * 56, "longest_edge": 16 * 112 * 112}, "fps": 2, "do_sample_frames": False,
+            **cls.PROCESSOR_CLASSES,
+        }
+        return {"video_preprocessor_config.json": video}
+
+
+def _tiny_config(defaults: dict[str, Any], data: dict[str, Any], token_ids: dict[str, int], vocab: int,
+                 **sizes: Any) -> dict[str, Any]:
+    unknown = sorted(set(sizes) - set(defaults))
     if unknown:
-        raise ConfigError(f"unknown tiny size(s) {unknown}; valid: {sorted(SIZES)}")
-    s = dict(SIZES, **sizes)
+        raise ConfigError(f"unknown tiny size(s) {unknown}; valid: {sorted(defaults)}")
+    s = dict(defaults, **sizes)
     ints = {k: v for k, v in s.items() if k != "mrope_section"}
     bad = {k: v for k, v in ints.items() if not isinstance(v, int) or v < 1}
     if bad:
@@ -59,15 +85,3 @@ def tiny_config(data: dict[str, Any], token_ids: dict[str, int], vocab: int, **s
                 torch_dtype="float32")
     return data
 
-
-def preprocessor_files(config: Any) -> dict[str, dict[str, Any]]:
-    """The tiny directory's ``video_preprocessor_config.json`` (pixel limits scaled to tiny frames)."""
-    v = config.vision_config
-    video = {
-        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "resample": 3, "rescale_factor": 1 / 255,
-        "patch_size": v.patch_size, "temporal_patch_size": v.temporal_patch_size, "merge_size": v.spatial_merge_size,
-        "size": {"shortest_edge": 56 * 56, "longest_edge": 16 * 112 * 112}, "fps": 2, "do_sample_frames": False,
-        "video_processor_type": "Glm46VVideoProcessor", "processor_class": "Glm46VProcessor",
-    }
-    return {"video_preprocessor_config.json": video}

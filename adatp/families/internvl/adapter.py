@@ -18,12 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adatp.errors import ConfigError, InputError, UnsupportedModelError
-from adatp.families.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states
+from adatp.errors import ConfigError, InputError
+from adatp.families.base import ModelAdapter, VideoSpan, interleaved_span, qwen_query_key_states
 from adatp.families.internvl.processor import InternVLProcessor, grid_side, side_of
-from adatp.ops.flops import DecoderDims, VisionDims
-
-SUPPORTED_ATTENTION = ("sdpa",)
+from adatp.ops.flops import VisionDims
 
 
 class InternVLAdapter(ModelAdapter):
@@ -39,23 +37,7 @@ class InternVLAdapter(ModelAdapter):
     synthetic_label_tokens = 4
 
     def check_model(self) -> None:
-        text = self.text_config()
-        impl = getattr(text, "_attn_implementation", None) or getattr(self.model.config, "_attn_implementation", None)
-        if impl not in SUPPORTED_ATTENTION:
-            raise UnsupportedModelError(
-                f"attention implementation {impl!r} is not supported for pruning: decoding with per-layer "
-                f"cache lengths needs one of {SUPPORTED_ATTENTION}; load the model with attn_implementation='sdpa'"
-            )
-        layer_types = getattr(text, "layer_types", None) or []
-        if getattr(text, "use_sliding_window", False) or "sliding_attention" in layer_types:
-            raise UnsupportedModelError("sliding-window attention layers are not supported: their cache drops tokens by position")
-        for layer in self.decoder_layers():
-            attn = getattr(layer, "self_attn", None)
-            if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
-                raise UnsupportedModelError(
-                    f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling "
-                    "(InternVL with a Qwen2/Qwen3 language model is supported)"
-                )
+        self.check_sdpa_decoder(" (InternVL with a Qwen2/Qwen3 language model is supported)")
 
     # --- structure -------------------------------------------------------------------------
     def vision_tower(self) -> nn.Module:
@@ -63,11 +45,6 @@ class InternVLAdapter(ModelAdapter):
 
     def vision_modules(self) -> tuple[nn.Module, nn.Module]:
         return self.vision_tower(), self.model.model.multi_modal_projector
-
-    def decoder_dims(self) -> DecoderDims:
-        t = self.text_config()
-        head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-        return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
 
     def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:
         """InternViT on one 448 px tile a frame: its patches plus the class token."""
@@ -127,16 +104,7 @@ class InternVLAdapter(ModelAdapter):
                 f"the prompt has {len(positions)} video tokens but {num_frames} frames need {num_frames * per_frame} "
                 f"({num_frames} x {side}x{side}); build inputs with adatp.prepare_inputs"
             )
-        start = positions[0]
-        starts = []
-        for f in range(num_frames):
-            run = positions[f * per_frame : (f + 1) * per_frame]
-            if run[-1] - run[0] + 1 != per_frame:
-                raise InputError(f"the video tokens of frame {f} are not contiguous: expected {per_frame} in a row")
-            starts.append(run[0] - start)
-        layout = VideoLayout(num_frames, side, side, "interleaved", frame_starts=tuple(starts),
-                             length=positions[-1] - start + 1)
-        return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
+        return interleaved_span(positions, num_frames, side, side, input_ids.shape[1], unit="frame")
 
     # --- attention importance ---------------------------------------------------------------
     def query_key_states(self, layer, hidden, position_embeddings, query_rows, apply_rope: bool = True):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
-from adatp.families.processing import VideoProcessor, load_chat_template, render, tokenize_expanded
+from adatp.families.processing import VideoProcessor, checked_token_id, load_chat_template, render, tokenize_expanded
 from adatp.families.qwen2_vl.preprocess import rescale_and_normalize, resize_video
 from adatp.video.preprocess import load_preprocess_config
 
@@ -36,16 +36,12 @@ class InternVLProcessor(VideoProcessor):
     placeholder = VIDEO_TOKEN
     placeholders = (VIDEO_TOKEN, IMAGE_TOKEN, START_IMAGE, END_IMAGE, CONTEXT_IMAGE)
     pixel_keys = ("pixel_values",)
+    video_token_key = "image_token_id"  # <IMG_CONTEXT>: every frame's tokens are image tokens
 
     @classmethod
     def check_config(cls, config: Any, model_dir: Path) -> None:
         if getattr(config, "vision_config", None) is None or getattr(config, "image_token_id", None) is None:
             raise UnsupportedModelError(f"{str(model_dir)!r} holds an {config.model_type!r} model without a vision tower")
-
-    @classmethod
-    def video_token_id(cls, config: Any) -> int:
-        """``<IMG_CONTEXT>``: every frame's tokens are image tokens."""
-        return int(config.image_token_id)
 
     @classmethod
     def tokens_per_frame(cls, config: Any) -> int:
@@ -68,12 +64,7 @@ class InternVLProcessor(VideoProcessor):
 
         if fps is not None:
             raise InputError("fps is read by Qwen-VL and GLM checkpoints only; InternVL prompts carry no time")
-        context_id = tokenizer.convert_tokens_to_ids(CONTEXT_IMAGE)
-        if context_id != config.image_token_id:
-            raise ConfigError(
-                f"the tokenizer maps {CONTEXT_IMAGE!r} to {context_id}, but config.image_token_id is {config.image_token_id}: "
-                "tokenizer and model do not belong together"
-            )
+        context_id = checked_token_id(tokenizer, CONTEXT_IMAGE, cls.video_token_id(config), cls.video_token_key)
         per_frame = cls.tokens_per_frame(config)
         prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, VIDEO_TOKEN)
         text = prompt.replace(VIDEO_TOKEN, cls.expand_video(video.shape[0], per_frame), 1)

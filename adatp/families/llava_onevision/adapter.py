@@ -18,7 +18,7 @@ from torch import nn
 from adatp.families.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states, rope_rotate  # noqa: F401
 from adatp.families.llava_onevision.processor import LlavaOnevisionProcessor
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
-from adatp.ops.flops import DecoderDims, VisionDims
+from adatp.ops.flops import VisionDims
 
 #: attention implementations whose decode step works with per-layer cache lengths (docs/method.md, transformers behaviour).
 #: Flash-attention reads non-contiguous position_ids as packed sequences, so it is left out.
@@ -119,11 +119,6 @@ class LlavaOnevisionAdapter(ModelAdapter):
         if hidden is None or not isinstance(layer, int):
             return None
         return hidden[layer][:, 0]
-
-    def decoder_dims(self) -> DecoderDims:
-        t = self.text_config()
-        head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-        return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
 
     def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:
         v = self.model.config.vision_config

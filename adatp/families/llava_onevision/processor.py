@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from adatp.errors import ConfigError, InputError, UnsupportedModelError
-from adatp.families.processing import VideoProcessor, load_chat_template, render, tokenize_expanded
+from adatp.families.processing import VideoProcessor, checked_token_id, load_chat_template, render, tokenize_expanded
 from adatp.video.preprocess import load_preprocess_config, preprocess_frames
 
 VIDEO_TOKEN = "<video>"
@@ -28,6 +28,7 @@ class LlavaOnevisionProcessor(VideoProcessor):
     placeholder = VIDEO_TOKEN
     placeholders = (VIDEO_TOKEN, IMAGE_TOKEN)
     pixel_keys = ("pixel_values_videos",)
+    video_token_key = "video_token_index"
 
     @classmethod
     def check_config(cls, config: Any, model_dir: Path) -> None:
@@ -36,10 +37,6 @@ class LlavaOnevisionProcessor(VideoProcessor):
                 f"{str(model_dir)!r} holds a {config.model_type!r} model without a vision tower or video token: "
                 "not a LLaVA-OneVision / LLaVA-Video checkpoint (model_type 'llava_onevision')"
             )
-
-    @classmethod
-    def video_token_id(cls, config: Any) -> int:
-        return int(config.video_token_index)
 
     @classmethod
     def tokens_per_frame(cls, config: Any) -> int:
@@ -60,12 +57,7 @@ class LlavaOnevisionProcessor(VideoProcessor):
 
         if fps is not None:
             raise InputError("fps is read by Qwen-VL checkpoints only; LLaVA-OneVision prompts carry no time")
-        video_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
-        if video_id != config.video_token_index:
-            raise ConfigError(
-                f"the tokenizer maps {VIDEO_TOKEN!r} to {video_id}, but config.video_token_index is "
-                f"{config.video_token_index}: tokenizer and model do not belong together"
-            )
+        video_id = checked_token_id(tokenizer, VIDEO_TOKEN, cls.video_token_id(config), cls.video_token_key)
         prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, VIDEO_TOKEN)
         expected = cls.video_token_count(config, video.shape[0])
         text = prompt.replace(VIDEO_TOKEN, VIDEO_TOKEN * expected, 1)

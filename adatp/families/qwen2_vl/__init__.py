@@ -2,5 +2,6 @@
 
 from adatp.families.qwen2_vl.adapter import Qwen2VLAdapter as Adapter
 from adatp.families.qwen2_vl.processor import Qwen2VLProcessor as Processor
+from adatp.families.qwen2_vl.tiny import Qwen2VLTiny as tiny
 
-__all__ = ["Adapter", "Processor"]
+__all__ = ["Adapter", "Processor", "tiny"]

@@ -33,10 +33,8 @@ from torch import nn
 
 from adatp.families.base import ModelAdapter, VideoLayout, VideoSpan, qwen_query_key_states
 from adatp.families.qwen2_vl.processor import Qwen2VLProcessor
-from adatp.errors import ConfigError, InputError, UnsupportedModelError
-from adatp.ops.flops import DecoderDims, VisionDims
-
-SUPPORTED_ATTENTION = ("sdpa",)
+from adatp.errors import ConfigError, InputError
+from adatp.ops.flops import VisionDims
 
 
 class _CacheLength:
@@ -63,20 +61,7 @@ class Qwen2VLAdapter(ModelAdapter):
     newline: ClassVar[str] = "none"
 
     def check_model(self) -> None:
-        text = self.text_config()
-        impl = getattr(text, "_attn_implementation", None) or getattr(self.model.config, "_attn_implementation", None)
-        if impl not in SUPPORTED_ATTENTION:
-            raise UnsupportedModelError(
-                f"attention implementation {impl!r} is not supported for pruning: decoding with per-layer "
-                f"cache lengths needs one of {SUPPORTED_ATTENTION}; load the model with attn_implementation='sdpa'"
-            )
-        layer_types = getattr(text, "layer_types", None) or []
-        if getattr(text, "use_sliding_window", False) or "sliding_attention" in layer_types:
-            raise UnsupportedModelError("sliding-window attention layers are not supported: their cache drops tokens by position")
-        for layer in self.decoder_layers():
-            attn = getattr(layer, "self_attn", None)
-            if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
-                raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling")
+        self.check_sdpa_decoder()
 
     # --- structure -------------------------------------------------------------------------
 
@@ -140,11 +125,6 @@ class Qwen2VLAdapter(ModelAdapter):
     @property
     def video_token_id(self) -> int:
         return self.processor.video_token_id(self.model.config)
-
-    def decoder_dims(self) -> DecoderDims:
-        t = self.text_config()
-        head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-        return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
 
     def _vision_sizes(self) -> tuple[int, int, int, int]:
         """(hidden, MLP width, blocks, MLP matrices) of the tower."""

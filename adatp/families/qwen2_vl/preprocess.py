@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from adatp.errors import ConfigError, VideoError
 from adatp.video.preprocess import CONFIG_FILES, VideoPreprocessConfig, _read_json
 
+
 @dataclass(frozen=True)
 class QwenVideoSettings:
     """Preprocessing settings of one Qwen-VL checkpoint (its ``video_preprocessor_config.json``)."""
@@ -98,9 +99,10 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 def smart_resize_video(
     num_frames: int, height: int, width: int, temporal_factor: int, factor: int, min_pixels: int, max_pixels: int
 ) -> tuple[int, int]:
-    """Qwen3-VL's rule: the pixel limits bound ``t x h x w`` of the whole video."""
+    """Qwen3-VL's and GLM's rule: the pixel limits bound ``t x h x w`` of the whole video (frames under
+    one merged patch are scaled up first)."""
     if num_frames < temporal_factor:
-        raise VideoError(f"{num_frames} frames: Qwen3-VL needs at least temporal_patch_size={temporal_factor}")
+        raise VideoError(f"{num_frames} frames: this model needs at least temporal_patch_size={temporal_factor} frames")
     if height < factor or width < factor:
         scale = max(factor / height, factor / width)
         height, width = int(height * scale), int(width * scale)
@@ -167,13 +169,7 @@ def rescale_and_normalize(video: torch.Tensor, cfg: VideoPreprocessConfig) -> to
 
 def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3))."""
-    num_frames, height, width = frames.shape[:3]
-    factor = settings.patch_size * settings.merge_size
-    if settings.whole_video:
-        size = smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
-                                  settings.min_pixels, settings.max_pixels)
-    else:
-        size = smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
+    size = qwen_frame_size(*frames.shape[:3], settings)
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
     cfg = settings.pixels
     if cfg.do_resize:
@@ -181,6 +177,16 @@ def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[
     pixels = rescale_and_normalize(video, cfg)  # (T, 3, h, w)
     patches, grid = patchify(pixels, settings.patch_size, settings.merge_size, settings.temporal_patch_size)
     return patches, torch.tensor([grid])
+
+
+def qwen_frame_size(num_frames: int, height: int, width: int, settings: QwenVideoSettings) -> tuple[int, int]:
+    """The (height, width) Qwen-VL resizes frames to: ``smart_resize`` per frame, or over the whole video
+    when ``settings.whole_video`` (Qwen3-VL)."""
+    factor = settings.patch_size * settings.merge_size
+    if settings.whole_video:
+        return smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
+                                  settings.min_pixels, settings.max_pixels)
+    return smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
 
 
 def grid_timestamps(num_frames: int, fps: float, temporal: int) -> list[float]:

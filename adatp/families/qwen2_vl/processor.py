@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from adatp.errors import ConfigError, InputError
-from adatp.families.processing import VideoProcessor, load_chat_template, render, tokenize_expanded
-from adatp.families.qwen2_vl.preprocess import grid_timestamps, load_qwen_settings, qwen_video_pixels
+from adatp.errors import InputError
+from adatp.families.processing import VideoProcessor, checked_token_id, load_chat_template, render, tokenize_expanded
+from adatp.families.qwen2_vl.preprocess import grid_timestamps, load_qwen_settings, qwen_frame_size, qwen_video_pixels
 
 QWEN_VIDEO_PAD = "<|video_pad|>"
 
@@ -30,6 +30,8 @@ class Qwen2VLProcessor(VideoProcessor):
     )
     #: whether ``smart_resize`` bounds the pixels of the whole video (Qwen3-VL) or of each frame.
     resize_whole_video: ClassVar[bool] = False
+    #: the tokens that receive the video's features (the template's placeholder expands to them).
+    pad_token: ClassVar[str] = QWEN_VIDEO_PAD
 
     @classmethod
     def check_config(cls, config, model_dir) -> None:
@@ -45,20 +47,15 @@ class Qwen2VLProcessor(VideoProcessor):
         if fps is not None and (not isinstance(fps, (int, float)) or not fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
         rate = float(fps) if fps is not None else settings.fps
-        pad_id = tokenizer.convert_tokens_to_ids(QWEN_VIDEO_PAD)
-        if pad_id != config.video_token_id:
-            raise ConfigError(
-                f"the tokenizer maps {QWEN_VIDEO_PAD!r} to {pad_id}, but config.video_token_id is {config.video_token_id}: "
-                "tokenizer and model do not belong together"
-            )
+        pad_id = checked_token_id(tokenizer, cls.pad_token, cls.video_token_id(config), cls.video_token_key)
         pixels, grid = qwen_video_pixels(video, settings)
         t, h, w = grid[0].tolist()
         per_grid = h * w // settings.merge_size**2
-        times = grid_timestamps(video.shape[0], rate, settings.temporal_patch_size)
-        expanded = cls.expand_video(QWEN_VIDEO_PAD, t, per_grid, times)
-        prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
-        text = prompt.replace(QWEN_VIDEO_PAD, expanded, 1)
-        ids = tokenize_expanded(tokenizer, text, pad_id, t * per_grid, QWEN_VIDEO_PAD)
+        times = cls.grid_times(video.shape[0], rate, settings.temporal_patch_size)
+        expanded = cls.expand_video(cls.pad_token, t, per_grid, times)
+        prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, cls.placeholder)
+        text = prompt.replace(cls.placeholder, expanded, 1)
+        ids = tokenize_expanded(tokenizer, text, pad_id, t * per_grid, cls.pad_token)
         data = {
             "input_ids": ids,
             "attention_mask": torch.ones_like(ids),
@@ -68,6 +65,20 @@ class Qwen2VLProcessor(VideoProcessor):
         }
         data.update(cls.extra_inputs(settings.temporal_patch_size / rate))
         return BatchFeature(data)
+
+    @classmethod
+    def tokens_for_video(cls, model_dir, config, num_frames: int, height: int, width: int) -> int:
+        """Video tokens of ``num_frames`` frames of ``height`` x ``width`` (the resize rule, the temporal
+        patch padding, the merge), without touching a pixel."""
+        settings = load_qwen_settings(model_dir, config, cls)
+        h, w = qwen_frame_size(num_frames, height, width, settings)
+        grids = -(-num_frames // settings.temporal_patch_size)
+        return grids * (h // settings.patch_size) * (w // settings.patch_size) // settings.merge_size**2
+
+    @classmethod
+    def grid_times(cls, num_frames: int, fps: float, temporal: int) -> list[float]:
+        """The time of each token grid that :meth:`expand_video` writes: the mean time of its frames."""
+        return grid_timestamps(num_frames, fps, temporal)
 
     @classmethod
     def extra_inputs(cls, seconds_per_grid: float) -> dict[str, torch.Tensor]:

@@ -2,5 +2,6 @@
 
 from adatp.families.qwen3_vl.adapter import Qwen3VLAdapter as Adapter
 from adatp.families.qwen3_vl.processor import Qwen3VLProcessor as Processor
+from adatp.families.qwen3_vl.tiny import Qwen3VLTiny as tiny
 
-__all__ = ["Adapter", "Processor"]
+__all__ = ["Adapter", "Processor", "tiny"]

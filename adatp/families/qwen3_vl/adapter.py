@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from adatp.families.base import VideoLayout, VideoSpan, qwen_query_key_states
+from adatp.families.base import VideoSpan, interleaved_span, qwen_query_key_states
 from adatp.families.qwen2_vl.adapter import Qwen2VLAdapter
 from adatp.families.qwen3_vl.processor import Qwen3VLProcessor
 from adatp.errors import InputError
@@ -45,17 +45,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
 
     def find_video(self, input_ids: torch.Tensor, grid) -> VideoSpan:
         t, h, w = grid
-        per_frame = h * w
-        positions = self._pad_positions(input_ids, t * per_frame)
-        start = positions[0]
-        starts = []
-        for f in range(t):
-            run = positions[f * per_frame : (f + 1) * per_frame]
-            if run[-1] - run[0] + 1 != per_frame:
-                raise InputError(f"the video tokens of grid {f} are not contiguous: expected {per_frame} in a row")
-            starts.append(run[0] - start)
-        layout = VideoLayout(t, h, w, "interleaved", frame_starts=tuple(starts), length=positions[-1] - start + 1)
-        return VideoSpan(start=start, layout=layout, seq_len=input_ids.shape[1])
+        return interleaved_span(self._pad_positions(input_ids, t * h * w), t, h, w, input_ids.shape[1])
 
     def _synthetic_block(self, grids: int, per_grid: int, gen: torch.Generator, text_range: tuple[int, int]) -> torch.Tensor:
         """Per grid: 5 random ids standing for ``<t seconds>``, then start, pads, end (5.23 layout)."""
