@@ -397,6 +397,12 @@ class SegmentPlan(PromptPlan):
     token_segments: torch.Tensor
     segment_budgets: list[int] = field(default_factory=list)
 
+    @classmethod
+    def of_segments(cls, stages: list[StagePlan], frame_segments: torch.Tensor, tokens_per_frame: int, **state: Any):
+        """The plan for ``frame_segments`` (T,), each frame's ``tokens_per_frame`` tokens in its segment."""
+        token_segments = frame_segments.repeat_interleave(tokens_per_frame)
+        return cls(stages=stages, frame_segments=frame_segments, token_segments=token_segments, **state)
+
     def kept_per_group(self, kept: torch.Tensor) -> list[int]:
         segs = self.token_segments.to(kept.device)
         return torch.bincount(segs[kept], minlength=int(self.frame_segments.max()) + 1).tolist()

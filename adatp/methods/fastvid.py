@@ -276,11 +276,7 @@ class FastVID(PruningMethod):
         stages = self.pre_llm_stage(ctx, needs_hidden=True)
         feats = ctx.frame_features if ctx.frame_features is not None else ctx.tokens.float().mean(1)
         frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
-        return FastVIDPlan(
-            stages=stages,
-            frame_segments=frame_segments,
-            token_segments=frame_segments.repeat_interleave(ctx.span.layout.tokens_per_frame),
-            config=cfg,
-            tokens=ctx.tokens,
+        return FastVIDPlan.of_segments(
+            stages, frame_segments, ctx.span.layout.tokens_per_frame, config=cfg, tokens=ctx.tokens,
             salient=salient_scores(ctx.tokens),
         )

@@ -311,11 +311,7 @@ class FlashVID(PruningMethod):
         # Official DySeg compares frames by their mean (pooled, projected) token, which adatp has exactly.
         feats = ctx.tokens.float().mean(1)
         frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
-        return FlashVIDPlan(
-            stages=stages,
-            frame_segments=frame_segments,
-            token_segments=frame_segments.repeat_interleave(ctx.span.layout.tokens_per_frame),
-            config=cfg,
-            tokens=ctx.tokens,
+        return FlashVIDPlan.of_segments(
+            stages, frame_segments, ctx.span.layout.tokens_per_frame, config=cfg, tokens=ctx.tokens,
             attention=torch.stack([dominant_scores(f) for f in ctx.tokens]),
         )
