@@ -83,6 +83,11 @@ def parse_vllm_method(spec: str) -> VllmMethod:
             raise ConfigError(f"adatp method {name!r} {IN_LLM_REASON}: not available in vLLM{hint} (offered: {offered})")
         raise ConfigError(f"unknown adatp method {name!r} for vLLM; offered: {offered}")
     _, options = parse_method_spec(inner + (":" + rest if rest else ""))
+    if inner == "adatp" and options.get("dedup_threshold", 0.0) > 1 and options.get("scoring") != "random":
+        raise ConfigError(
+            f"{name} with dedup_threshold > 1 ranks the first stage by layer 0's attention, inside the LLM, which "
+            "vLLM has no hook for: keep dedup_threshold <= 1"
+        )
     return VllmMethod(name, inner, options)
 
 
