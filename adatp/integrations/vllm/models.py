@@ -72,7 +72,7 @@ class AdaTPVideoPruning:
 
 
 class AdaTPQwen2_5_VL(AdaTPVideoPruning, Qwen2_5_VLForConditionalGeneration):
-    """vLLM's Qwen2.5-VL (and its Qwen2-VL config path) with adatp's video selection."""
+    """vLLM's Qwen2.5-VL with adatp's video selection."""
 
     def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
         super().__init__(vllm_config=vllm_config, prefix=prefix)
