@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from adatp.errors import ConfigError
-from adatp.methods.base import PrefillContext, PruningMethod, StagePlan, TargetConfig, register_method
+from adatp.methods.base import PrefillContext, PromptPlan, PruningMethod, StagePlan, TargetConfig, register_method
 from adatp.ops.budgets import allocate_segment_budgets, normalize_relevance, segment_relevance, segment_weights
 from adatp.ops.dedup import duplicate_mask, spatial_redundancy
 from adatp.ops.segmentation import adjacent_frame_similarity, segment_ranges, segments_from_similarity
@@ -61,72 +61,40 @@ class AdaTPConfig(TargetConfig):
             raise ConfigError(f"scoring must be 'attention' or 'random', got {self.scoring!r}")
 
 
-@register_method
-class AdaTP(PruningMethod):
-    name = "adatp"
-    config_class = AdaTPConfig
-    config: AdaTPConfig
+@dataclass
+class AdaTPPlan(PromptPlan):
+    """One prompt's AdaTP state: segments (Stage 0), weights (Stage 1), redundancy (Stage 2), and
+    the per-segment budgets the stages have spent so far (Stage 3 never crosses segments)."""
 
-    def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        cfg = self.config
-        layout = ctx.span.layout
-        per_frame = layout.tokens_per_frame
-        # Stage 0: segments of similar consecutive frames.
-        self.segmentation_note = "on" if cfg.segmentation else "off (ablation: one segment)"
-        self.frame_similarity: list[float] = []
-        self.threshold_used: float | None = None
-        if cfg.segmentation and ctx.frame_features is not None:
-            tau = cfg.segment_threshold if cfg.segment_threshold is not None else ctx.segment_threshold
-            similarity = adjacent_frame_similarity(ctx.frame_features)  # (T-1,)
-            frame_segments = segments_from_similarity(similarity, tau, cfg.min_segments)
-            self.frame_similarity = similarity.tolist()  # reported: why a cut fell where it did
-            self.threshold_used = float(tau)
-        else:
-            if cfg.segmentation:  # never a silent change: warn and record it in the report
-                msg = (
-                    "adatp: no per-frame features were captured, so segmentation is off and the whole video is "
-                    "one segment; pass pixel_values_videos through the model's own forward/generate so the "
-                    "projector hook sees them, or set segmentation=False to make this explicit"
-                )
-                warnings.warn(msg, stacklevel=2)
-                ctx.warnings.append(msg)
-                self.segmentation_note = "off: no frame features"
-            frame_segments = torch.zeros(layout.num_frames, dtype=torch.long, device=ctx.tokens.device)
-        frame_segments = frame_segments.to(ctx.tokens.device)
-        self.frame_segments = frame_segments
-        self.token_segments = frame_segments.repeat_interleave(per_frame)  # (N,)
-        frames_per_segment = torch.bincount(frame_segments).tolist()
-        self.segment_tokens = [f * per_frame for f in frames_per_segment]  # n_j, fixed (D4)
-        # Stage 1: relevance -> weights.
-        if ctx.frame_relevance is not None:
-            self.relevance = segment_relevance(ctx.frame_relevance.to(frame_segments.device), frame_segments)
-        else:
-            self.relevance = torch.zeros(len(frame_segments.unique()), device=frame_segments.device)
-        self.relevance_norm = normalize_relevance(self.relevance)
-        self.weights = segment_weights(self.segment_tokens, self.relevance_norm, cfg.alpha)
-        # Stage 2: redundancy once, on the projected tokens at their grid positions (D5).
-        self.redundancy = spatial_redundancy(ctx.tokens, frame_segments).reshape(-1)  # (N,)
-        self.duplicates = duplicate_mask(self.redundancy, cfg.dedup_threshold)
-        self.alive_per_segment = list(self.segment_tokens)
-        self.relevance_source = ctx.relevance_source
-        self.frame_feature_source = ctx.frame_feature_source
-        self.budgets: list[list[int]] = []
-        self._generator = torch.Generator().manual_seed(cfg.seed)
-        stages = self.stages_for(ctx, "query_rows" if cfg.scoring == "attention" else None)
-        if self.local_debiasing_off and cfg.scoring == "attention":
-            # No local debiasing: the layer-0 stage ranks by layer 0's own attention (D1, D13).
-            stages = [dataclasses.replace(s, scoring="query_rows") if s.layer == 0 else s for s in stages]
-        return stages
+    stages: list[StagePlan]
+    config: AdaTPConfig
+    frame_segments: torch.Tensor  # (T,) segment of each frame
+    token_segments: torch.Tensor  # (N,) segment of each visual token
+    segment_tokens: list[int]  # n_j, fixed (D4)
+    relevance: torch.Tensor  # (S,) segment relevance R_j
+    weights: list[float]  # w_j = n_j (1 + alpha R_hat_j)
+    redundancy: torch.Tensor  # (N,) spatial redundancy (D5)
+    duplicates: torch.Tensor  # (N,) bool
+    relevance_source: str
+    frame_feature_source: str
+    segmentation_note: str
+    frame_similarity: list[float]
+    threshold_used: float | None
+    alive_per_segment: list[int] = field(default_factory=list)
+    budgets: list[list[int]] = field(default_factory=list)
+    generator: torch.Generator | None = None
 
     @property
     def local_debiasing_off(self) -> bool:
         return self.config.dedup_threshold > 1
 
-    def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+    def select(
+        self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
+    ) -> torch.Tensor:
         cfg = self.config
         budgets = allocate_segment_budgets(stage.budget, self.weights, self.alive_per_segment, cfg.min_per_segment)
         if cfg.scoring == "random":
-            key = torch.rand(alive.shape[0], generator=self._generator).to(alive.device)
+            key = torch.rand(alive.shape[0], generator=self.generator).to(alive.device)
         elif stage.layer == 0 and not self.local_debiasing_off:
             # Before the LLM: drop the most redundant first (duplicates are the most redundant).
             key = -self.redundancy[alive]
@@ -156,3 +124,69 @@ class AdaTP(PruningMethod):
             "duplicates": int(self.duplicates.sum()),
             "segment_budgets": self.budgets,
         }
+
+
+@register_method
+class AdaTP(PruningMethod):
+    name = "adatp"
+    config_class = AdaTPConfig
+    config: AdaTPConfig
+
+    def plan(self, ctx: PrefillContext) -> AdaTPPlan:
+        cfg = self.config
+        layout = ctx.span.layout
+        per_frame = layout.tokens_per_frame
+        # Stage 0: segments of similar consecutive frames.
+        segmentation_note = "on" if cfg.segmentation else "off (ablation: one segment)"
+        frame_similarity: list[float] = []
+        threshold_used: float | None = None
+        if cfg.segmentation and ctx.frame_features is not None:
+            tau = cfg.segment_threshold if cfg.segment_threshold is not None else ctx.segment_threshold
+            similarity = adjacent_frame_similarity(ctx.frame_features)  # (T-1,)
+            frame_segments = segments_from_similarity(similarity, tau, cfg.min_segments)
+            frame_similarity = similarity.tolist()  # reported: why a cut fell where it did
+            threshold_used = float(tau)
+        else:
+            if cfg.segmentation:  # never a silent change: warn and record it in the report
+                msg = (
+                    "adatp: no per-frame features were captured, so segmentation is off and the whole video is "
+                    "one segment; pass pixel_values_videos through the model's own forward/generate so the "
+                    "projector hook sees them, or set segmentation=False to make this explicit"
+                )
+                warnings.warn(msg, stacklevel=2)
+                ctx.warnings.append(msg)
+                segmentation_note = "off: no frame features"
+            frame_segments = torch.zeros(layout.num_frames, dtype=torch.long, device=ctx.tokens.device)
+        frame_segments = frame_segments.to(ctx.tokens.device)
+        frames_per_segment = torch.bincount(frame_segments).tolist()
+        segment_tokens = [f * per_frame for f in frames_per_segment]  # n_j, fixed (D4)
+        # Stage 1: relevance -> weights.
+        if ctx.frame_relevance is not None:
+            relevance = segment_relevance(ctx.frame_relevance.to(frame_segments.device), frame_segments)
+        else:
+            relevance = torch.zeros(len(frame_segments.unique()), device=frame_segments.device)
+        weights = segment_weights(segment_tokens, normalize_relevance(relevance), cfg.alpha)
+        # Stage 2: redundancy once, on the projected tokens at their grid positions (D5).
+        redundancy = spatial_redundancy(ctx.tokens, frame_segments).reshape(-1)  # (N,)
+        stages = self.stages_for(ctx, "query_rows" if cfg.scoring == "attention" else None)
+        if cfg.dedup_threshold > 1 and cfg.scoring == "attention":
+            # No local debiasing: the layer-0 stage ranks by layer 0's own attention (D1, D13).
+            stages = [dataclasses.replace(s, scoring="query_rows") if s.layer == 0 else s for s in stages]
+        return AdaTPPlan(
+            stages=stages,
+            config=cfg,
+            frame_segments=frame_segments,
+            token_segments=frame_segments.repeat_interleave(per_frame),  # (N,)
+            segment_tokens=segment_tokens,
+            relevance=relevance,
+            weights=weights,
+            redundancy=redundancy,
+            duplicates=duplicate_mask(redundancy, cfg.dedup_threshold),
+            relevance_source=ctx.relevance_source,
+            frame_feature_source=ctx.frame_feature_source,
+            segmentation_note=segmentation_note,
+            frame_similarity=frame_similarity,
+            threshold_used=threshold_used,
+            alive_per_segment=list(segment_tokens),
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )

@@ -99,6 +99,67 @@ class Selection:
     weights: torch.Tensor | None = None
 
 
+def whole_video_tokens(name: str, alive: torch.Tensor, hidden: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
+    """(T, c, D) tokens a pre-LLM merging method works on: the stage's ``hidden`` (n, D) when the
+    runtime passed it, else ``tokens`` (the PrefillContext's projected tokens). Checks that every
+    visual token is alive."""
+    t, c, _ = tokens.shape
+    if alive.shape[0] != t * c:
+        raise ConfigError(f"{name} runs once, on the whole video ({t * c} tokens), got {alive.shape[0]}")
+    return hidden.reshape(t, c, -1) if hidden is not None else tokens
+
+
+class PromptPlan:
+    """One prompt's plan: its stages and the method's per-prompt state (segments, budgets, ...).
+
+    A method whose :meth:`PruningMethod.plan` returns a PromptPlan keeps nothing per prompt on
+    itself: the runtime (and the vLLM plug-in) ask the plan, not the method, which tokens each stage
+    keeps and what the report shows. Subclasses are dataclasses holding that state and override
+    :meth:`select` (same contract as :meth:`PruningMethod.select`), :meth:`describe` and
+    :meth:`kept_per_group`. Iterating a plan gives its stages.
+    """
+
+    stages: list[StagePlan]
+
+    def __iter__(self):
+        return iter(self.stages)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def __getitem__(self, index: int) -> StagePlan:
+        return self.stages[index]
+
+    def select(
+        self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
+    ) -> torch.Tensor | Selection:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def kept_per_group(self, kept: torch.Tensor) -> list[int] | None:
+        return None
+
+
+class MethodPlan(PromptPlan):
+    """The plan of a method whose ``plan()`` returns its stages as a list (its state on itself)."""
+
+    def __init__(self, method: PruningMethod, stages: list[StagePlan]) -> None:
+        self.method = method
+        self.stages = stages
+
+    def select(self, stage, alive, scores, hidden=None):
+        extra = {} if hidden is None else {"hidden": hidden}
+        return self.method.select(stage, alive, scores, **extra)
+
+    def describe(self) -> dict[str, Any]:
+        return self.method.describe()
+
+    def kept_per_group(self, kept: torch.Tensor) -> list[int] | None:
+        return self.method.kept_per_group(kept)
+
+
 @dataclass
 class TargetConfig:
     """The cost target shared by every method: at most one of retention / flops_ratio.
@@ -182,18 +243,19 @@ class PruningMethod(ABC):
     def whole_video_tokens(
         self, alive: torch.Tensor, hidden: torch.Tensor | None, tokens: torch.Tensor
     ) -> torch.Tensor:
-        """(T, c, D) tokens a pre-LLM merging method works on: the stage's ``hidden`` (n, D) when the
-        runtime passed it, else ``tokens`` (the PrefillContext's projected tokens). Checks that every
-        visual token is alive."""
-        t, c, _ = tokens.shape
-        self.check_whole_video(self.name, alive, t * c)
-        return hidden.reshape(t, c, -1) if hidden is not None else tokens
+        """:func:`whole_video_tokens` under this method's name."""
+        return whole_video_tokens(self.name, alive, hidden, tokens)
 
     @abstractmethod
-    def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        """Prepare for one prompt (segments, budgets, ...) and return its stages in layer order."""
+    def plan(self, ctx: PrefillContext) -> list[StagePlan] | PromptPlan:
+        """Prepare for one prompt (segments, budgets, ...) and return its stages in layer order,
+        or a :class:`PromptPlan` that holds them with the prompt's state."""
 
-    @abstractmethod
+    def start(self, ctx: PrefillContext) -> PromptPlan:
+        """:meth:`plan` as a :class:`PromptPlan`, whichever form the method returns."""
+        plan = self.plan(ctx)
+        return plan if isinstance(plan, PromptPlan) else MethodPlan(self, list(plan))
+
     def select(self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor | Selection:
         """Choose the visual tokens that survive ``stage``.
 
@@ -205,7 +267,10 @@ class PruningMethod(ABC):
         Returns:
             (stage.budget,) int64 visual indices, ascending, a subset of ``alive``; or a
             :class:`Selection` whose ``merge_into`` averages dropped tokens into kept ones.
+
+        Methods whose :meth:`plan` returns a :class:`PromptPlan` implement this on the plan instead.
         """
+        raise NotImplementedError(f"{self.name}: select() belongs to the PromptPlan its plan() returns")
 
     def describe(self) -> dict[str, Any]:
         """Method-specific facts for the report of the last prompt (segments, relevance, ...)."""
@@ -322,23 +387,27 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-class SegmentReport:
-    """``kept_per_group`` and ``describe`` for methods that keep ``frame_segments`` (T,),
-    ``token_segments`` (N,) and ``segment_budgets`` (FastVID, FlashVID): kept tokens per segment,
-    and the segments as inclusive frame ranges."""
+@dataclass
+class SegmentPlan(PromptPlan):
+    """A plan that keeps ``frame_segments`` (T,), ``token_segments`` (N,) and ``segment_budgets``
+    (FastVID, FlashVID): kept tokens per segment, and the segments as inclusive frame ranges."""
 
+    stages: list[StagePlan]
     frame_segments: torch.Tensor
     token_segments: torch.Tensor
-    segment_budgets: list[int]
+    segment_budgets: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of_segments(cls, stages: list[StagePlan], frame_segments: torch.Tensor, tokens_per_frame: int, **state: Any):
+        """The plan for ``frame_segments`` (T,), each frame's ``tokens_per_frame`` tokens in its segment."""
+        token_segments = frame_segments.repeat_interleave(tokens_per_frame)
+        return cls(stages=stages, frame_segments=frame_segments, token_segments=token_segments, **state)
 
     def kept_per_group(self, kept: torch.Tensor) -> list[int]:
         segs = self.token_segments.to(kept.device)
         return torch.bincount(segs[kept], minlength=int(self.frame_segments.max()) + 1).tolist()
 
     def describe(self) -> dict[str, Any]:
-        sizes = torch.bincount(self.frame_segments.cpu()).tolist()
-        ranges, start = [], 0
-        for size in sizes:
-            ranges.append((start, start + size - 1))
-            start += size
-        return {"segments": ranges, "segment_budgets": list(self.segment_budgets)}
+        from adatp.ops.segmentation import segment_ranges
+
+        return {"segments": segment_ranges(self.frame_segments.cpu()), "segment_budgets": list(self.segment_budgets)}

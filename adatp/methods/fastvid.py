@@ -55,19 +55,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from adatp.errors import ConfigError, InputError
 from adatp.methods.base import (
-    PrefillContext, PruningMethod, SegmentReport, Selection, StagePlan, TargetConfig, register_method,
+    PrefillContext, PruningMethod, SegmentPlan, Selection, StagePlan, TargetConfig, register_method,
+    whole_video_tokens,
 )
 from adatp.ops.budgets import allocate_segment_budgets
 from adatp.ops.clustering import density_peak_scores
 from adatp.ops.schedule import Schedule
-from adatp.ops.segmentation import segment_frames, segment_ranges
+from adatp.ops.segmentation import segment_frames
 from adatp.ops.selection import top_k_global
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +239,31 @@ class FastVIDConfig(TargetConfig):
             raise ConfigError(f"density_k must be >= 1, got {self.density_k}")
 
 
+@dataclass
+class FastVIDPlan(SegmentPlan):
+    """One prompt's FastVID state: DySeg's segments, the tokens and their salient scores."""
+
+    config: FastVIDConfig | None = None
+    tokens: torch.Tensor | None = None  # (T, c, D) projected tokens
+    salient: torch.Tensor | None = None  # (T, c) ATS stand-in
+
+    def select(
+        self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
+    ) -> torch.Tensor | Selection:
+        if stage.budget == alive.numel():
+            return alive
+        cfg = self.config
+        tokens = whole_video_tokens(FastVID.name, alive, hidden, self.tokens)
+        kept, merge_into, weights, self.segment_budgets = fastvid_selection(
+            tokens, self.salient.to(tokens.device), self.frame_segments.to(tokens.device), stage.budget,
+            cfg.density_ratio, cfg.anchor_period, cfg.merge_beta, cfg.density_k,
+        )
+        kept, merge_into, weights = kept.to(alive.device), merge_into.to(alive.device), weights.to(alive.device)
+        return Selection(alive[kept], merge_into, weights)
+
+
 @register_method
-class FastVID(SegmentReport, PruningMethod):
+class FastVID(PruningMethod):
     name = "fastvid"
     config_class = FastVIDConfig
     config: FastVIDConfig
@@ -248,39 +271,12 @@ class FastVID(SegmentReport, PruningMethod):
     def default_shape(self, num_layers: int) -> Schedule:
         return [(0, 0.25)]
 
-    def plan(self, ctx: PrefillContext) -> list[StagePlan]:
+    def plan(self, ctx: PrefillContext) -> FastVIDPlan:
         cfg = self.config
-        layout = ctx.span.layout
         stages = self.pre_llm_stage(ctx, needs_hidden=True)
         feats = ctx.frame_features if ctx.frame_features is not None else ctx.tokens.float().mean(1)
-        self.frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
-        self.per_frame = layout.tokens_per_frame
-        self.num_frames = layout.num_frames
-        self.token_segments = self.frame_segments.repeat_interleave(self.per_frame)
-        self.tokens = ctx.tokens
-        self.salient = salient_scores(ctx.tokens)
-        self.segment_budgets: list[int] = []
-        return stages
-
-    def select(
-        self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
-    ) -> torch.Tensor | Selection:
-        n = alive.numel()
-        if stage.budget == n:
-            return alive
-        tokens = self.whole_video_tokens(alive, hidden, self.tokens)
-        kept, merge_into, weights, self.segment_budgets = fastvid_selection(
-            tokens,
-            self.salient.to(tokens.device),
-            self.frame_segments.to(tokens.device),
-            stage.budget,
-            self.config.density_ratio,
-            self.config.anchor_period,
-            self.config.merge_beta,
-            self.config.density_k,
+        frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
+        return FastVIDPlan.of_segments(
+            stages, frame_segments, ctx.span.layout.tokens_per_frame, config=cfg, tokens=ctx.tokens,
+            salient=salient_scores(ctx.tokens),
         )
-        kept, merge_into, weights = kept.to(alive.device), merge_into.to(alive.device), weights.to(alive.device)
-        return Selection(alive[kept], merge_into, weights)
-
-    def describe(self) -> dict[str, Any]:
-        return {"segments": segment_ranges(self.frame_segments), "segment_budgets": list(self.segment_budgets)}

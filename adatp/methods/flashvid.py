@@ -67,7 +67,8 @@ import torch.nn.functional as F
 
 from adatp.errors import ConfigError
 from adatp.methods.base import (
-    PrefillContext, PruningMethod, SegmentReport, Selection, StagePlan, TargetConfig, register_method,
+    PrefillContext, PruningMethod, SegmentPlan, Selection, StagePlan, TargetConfig, register_method,
+    whole_video_tokens,
 )
 from adatp.ops.budgets import allocate_segment_budgets
 from adatp.ops.clustering import density_peak_clusters
@@ -261,34 +262,13 @@ class FlashVIDConfig(TargetConfig):
             raise ConfigError(f"FlashVID merges before the LLM first: its schedule must start at layer 0, got {self.schedule}")
 
 
-@register_method
-class FlashVID(SegmentReport, PruningMethod):
-    name = "flashvid"
-    config_class = FlashVIDConfig
-    config: FlashVIDConfig
+@dataclass
+class FlashVIDPlan(SegmentPlan):
+    """One prompt's FlashVID state: DySeg's segments, the tokens and their attention stand-in."""
 
-    def default_shape(self, num_layers: int) -> Schedule:
-        cfg = self.config
-        r0 = 0.25 * cfg.expansion  # official retention_ratio 0.25
-        layer = min(num_layers - 1, max(1, round(cfg.llm_layer_fraction * num_layers)))
-        return [(0, r0), (layer, r0 * cfg.llm_retention)] if cfg.llm_retention < 1 else [(0, r0)]
-
-    def plan(self, ctx: PrefillContext) -> list[StagePlan]:
-        cfg = self.config
-        stages = self.stages_for(ctx, "last_row")
-        stages = [
-            StagePlan(s.layer, s.retention, s.budget, None, needs_hidden=True) if s.layer == 0
-            else StagePlan(s.layer, s.retention, s.budget, "last_row", score_layer=s.layer - 1)
-            for s in stages
-        ]
-        # Official DySeg compares frames by their mean (pooled, projected) token, which adatp has exactly.
-        feats = ctx.tokens.float().mean(1)
-        self.frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
-        self.token_segments = self.frame_segments.repeat_interleave(ctx.span.layout.tokens_per_frame)
-        self.tokens = ctx.tokens
-        self.attention = torch.stack([dominant_scores(f) for f in ctx.tokens])  # (T, c) stand-in for a_j
-        self.segment_budgets: list[int] = []
-        return stages
+    config: FlashVIDConfig | None = None
+    tokens: torch.Tensor | None = None  # (T, c, D) projected tokens
+    attention: torch.Tensor | None = None  # (T, c) stand-in for a_j
 
     def select(
         self, stage: StagePlan, alive: torch.Tensor, scores: torch.Tensor | None, hidden: torch.Tensor | None = None
@@ -299,9 +279,39 @@ class FlashVID(SegmentReport, PruningMethod):
             if scores is None:
                 raise ConfigError("FlashVID's in-LLM stage ranks by attention")
             return alive[top_k_global(scores, stage.budget)]
-        tokens = self.whole_video_tokens(alive, hidden, self.tokens)
+        cfg = self.config
+        tokens = whole_video_tokens(FlashVID.name, alive, hidden, self.tokens)
         kept, merge_into, weights, self.segment_budgets = flashvid_selection(
             tokens, self.attention.to(tokens.device), self.frame_segments.to(tokens.device), stage.budget,
-            self.config.alpha, self.config.temporal_threshold, self.config.density_k,
+            cfg.alpha, cfg.temporal_threshold, cfg.density_k,
         )
         return Selection(alive[kept.to(alive.device)], merge_into.to(alive.device), weights.to(alive.device))
+
+
+@register_method
+class FlashVID(PruningMethod):
+    name = "flashvid"
+    config_class = FlashVIDConfig
+    config: FlashVIDConfig
+
+    def default_shape(self, num_layers: int) -> Schedule:
+        cfg = self.config
+        r0 = 0.25 * cfg.expansion  # official retention_ratio 0.25
+        layer = min(num_layers - 1, max(1, round(cfg.llm_layer_fraction * num_layers)))
+        return [(0, r0), (layer, r0 * cfg.llm_retention)] if cfg.llm_retention < 1 else [(0, r0)]
+
+    def plan(self, ctx: PrefillContext) -> FlashVIDPlan:
+        cfg = self.config
+        stages = self.stages_for(ctx, "last_row")
+        stages = [
+            StagePlan(s.layer, s.retention, s.budget, None, needs_hidden=True) if s.layer == 0
+            else StagePlan(s.layer, s.retention, s.budget, "last_row", score_layer=s.layer - 1)
+            for s in stages
+        ]
+        # Official DySeg compares frames by their mean (pooled, projected) token, which adatp has exactly.
+        feats = ctx.tokens.float().mean(1)
+        frame_segments = segment_frames(feats, cfg.segment_threshold, cfg.min_segments).to(ctx.tokens.device)
+        return FlashVIDPlan.of_segments(
+            stages, frame_segments, ctx.span.layout.tokens_per_frame, config=cfg, tokens=ctx.tokens,
+            attention=torch.stack([dominant_scores(f) for f in ctx.tokens]),
+        )

@@ -38,7 +38,7 @@ from torch import nn
 
 from adatp.families import ModelAdapter, VideoSpan
 from adatp.errors import ConfigError, InputError
-from adatp.methods.base import PrefillContext, PruningMethod, Selection, StagePlan
+from adatp.methods.base import PrefillContext, PromptPlan, PruningMethod, Selection, StagePlan
 from adatp.ops.importance import last_row_attention, query_row_attention
 from adatp.ops.merging import check_merge, merge_tokens
 from adatp.relevance import RelevanceScorer, extract_query_text, frame_relevance
@@ -56,6 +56,7 @@ class _Prefill:
     patch_features: torch.Tensor | None = None  # (T, P, d_v) captured at the projector
     cls_features: torch.Tensor | None = None  # (T, d_v) class tokens, for towers that have one
     plans: dict[int, StagePlan] = field(default_factory=dict)
+    prompt_plan: PromptPlan | None = None  # the method's plan for this prompt (stages and state)
     visual_alive: torch.Tensor | None = None  # (n,) visual indices alive now
     alive_seq: torch.Tensor | None = None  # (m,) original sequence positions alive now
     lm_positions: torch.Tensor | None = None  # (m0,) positions fed to the language model
@@ -222,7 +223,7 @@ class PruningRuntime:
         if self.time_overhead:
             _sync()
         for stage in state.stages:  # deferred from the stages: these read tensors on the host
-            stage.kept_per_segment = self.method.kept_per_group(stage.kept_indices)
+            stage.kept_per_segment = state.prompt_plan.kept_per_group(stage.kept_indices)
             if stage.merge_into is not None:
                 stage.merged = int(stage.merge_into.ge(0).sum()) - stage.kept
         stages = [(s.layer, s.kept) for s in state.stages]
@@ -242,7 +243,7 @@ class PruningRuntime:
             ),
             relevance_source=state.relevance_source,
             relevance_uniform=state.relevance_uniform,
-            method_info=self.method.describe(),
+            method_info=state.prompt_plan.describe(),
             query_text=state.query_text,
             warnings=state.warnings,
             overhead_s=state.overhead_s if self.time_overhead else None,
@@ -302,7 +303,8 @@ class PruningRuntime:
         if cls is not None and cls.shape[0] == span.layout.num_frames:
             state.cls_features = cls
         ctx = self._prefill_context(state, embeds)
-        plans = self.method.plan(ctx)
+        state.prompt_plan = self.method.start(ctx)
+        plans = list(state.prompt_plan)
         layers = [p.layer for p in plans]
         if layers != sorted(set(layers)):
             raise ConfigError(f"method {self.method.name} returned stages out of order: {layers}")
@@ -488,7 +490,7 @@ class PruningRuntime:
         alive = state.visual_alive
         rows = self._visual_rows(state)  # (n,) rows of the alive visual tokens in ``hidden``
         extra = {"hidden": hidden[0, rows]} if plan.needs_hidden else {}
-        choice = self.method.select(plan, alive, scores, **extra)
+        choice = state.prompt_plan.select(plan, alive, scores, **extra)
         selection = choice if isinstance(choice, Selection) else Selection(choice)
         kept = selection.kept
         if kept.shape[0] != plan.budget:

@@ -150,21 +150,21 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
     token), at the alive visual tokens' key columns. Independent of the runtime's bookkeeping: the
     alive sets are what ``select()`` itself returned, positions come from the model's own
     ``get_rope_index`` (or ``arange``), and the video's place from the video token id."""
-    from adatp.methods.adatp import AdaTP
+    from adatp.methods.adatp import AdaTPPlan
 
     from .reference import prompt_features, video_positions
 
     _, model, inputs = family
     lm = model.model.language_model
     calls = []
-    original = AdaTP.select
+    original = AdaTPPlan.select  # AdaTP's per-prompt plan chooses the tokens
 
     def spy(self, stage, alive, scores, **kw):
         kept = original(self, stage, alive, scores, **kw)
         calls.append((stage.layer, alive.clone(), None if scores is None else scores.clone(), kept.clone()))
         return kept
 
-    monkeypatch.setattr(AdaTP, "select", spy)
+    monkeypatch.setattr(AdaTPPlan, "select", spy)
     layer_inputs = {}
 
     def capture(k):

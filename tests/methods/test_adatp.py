@@ -36,50 +36,50 @@ def _two_scene_video():
 def test_plan_segments_budgets_and_dedup():
     tokens, frames = _two_scene_video()
     method = AdaTP(AdaTPConfig(schedule=[(0, 0.75), (1, 0.5)]))
-    stages = method.plan(_context(tokens, frames))
-    assert [(s.layer, s.budget) for s in stages] == [(0, 6), (1, 4)]
-    assert method.frame_segments.tolist() == [0, 0, 1, 1]
-    assert method.duplicates.tolist() == [False, False, True, False, False, False, False, False]
-    kept = method.select(stages[0], torch.arange(8), None)
+    plan = method.plan(_context(tokens, frames))
+    assert [(s.layer, s.budget) for s in plan] == [(0, 6), (1, 4)]
+    assert plan.frame_segments.tolist() == [0, 0, 1, 1]
+    assert plan.duplicates.tolist() == [False, False, True, False, False, False, False, False]
+    kept = plan.select(plan[0], torch.arange(8), None)
     # Each segment keeps 3 of 4; segment 0 drops its duplicate (token 2), segment 1 its most redundant.
     assert kept.tolist()[:3] == [0, 1, 3]
-    assert method.kept_per_group(kept) == [3, 3]
+    assert plan.kept_per_group(kept) == [3, 3]
+    assert not hasattr(method, "frame_segments")  # nothing per prompt on the method itself
 
 
 def test_in_llm_stage_ranks_duplicates_last_and_stays_in_segments():
     tokens, frames = _two_scene_video()
     method = AdaTP(AdaTPConfig(schedule=[(1, 0.5)]))
-    stage = method.plan(_context(tokens, frames))[0]
+    plan = method.plan(_context(tokens, frames))
     alive = torch.arange(8)
     # Segment 0 holds all the attention, token 2 (a duplicate) the most of it.
     scores = torch.tensor([0.2, 0.1, 0.6, 0.05, 0.01, 0.02, 0.0, 0.02])
-    kept = method.select(stage, alive, scores)
+    kept = plan.select(plan[0], alive, scores)
     assert kept.tolist() == [0, 1, 5, 7]  # 2 per segment; 2 is last in segment 0; 5/7 tie -> earlier first
-    assert method.budgets == [[2, 2]]
+    assert plan.budgets == [[2, 2]]
 
 
 def test_relevance_moves_budget_to_the_relevant_segment():
     tokens, frames = _two_scene_video()
     relevance = torch.tensor([0.1, 0.1, 0.9, 0.9])
     method = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], alpha=1.0))
-    stage = method.plan(_context(tokens, frames, relevance))[0]
-    method.select(stage, torch.arange(8), None)
-    assert method.budgets == [[1, 3]]  # weights 4 * (1 + 0) : 4 * (1 + 1)
-    flat = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], alpha=0.0))
-    flat.select(flat.plan(_context(tokens, frames, relevance))[0], torch.arange(8), None)
+    plan = method.plan(_context(tokens, frames, relevance))
+    plan.select(plan[0], torch.arange(8), None)
+    assert plan.budgets == [[1, 3]]  # weights 4 * (1 + 0) : 4 * (1 + 1)
+    flat = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], alpha=0.0)).plan(_context(tokens, frames, relevance))
+    flat.select(flat[0], torch.arange(8), None)
     assert flat.budgets == [[2, 2]]
 
 
 def test_ablations_switch_modules_off():
     tokens, frames = _two_scene_video()
     one = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], segmentation=False))
-    one.plan(_context(tokens, frames))
-    assert one.frame_segments.tolist() == [0, 0, 0, 0]
+    assert one.plan(_context(tokens, frames)).frame_segments.tolist() == [0, 0, 0, 0]
     nodedup = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], dedup_threshold=1.01))
-    nodedup.plan(_context(tokens, frames))
-    assert not nodedup.duplicates.any()
+    assert not nodedup.plan(_context(tokens, frames)).duplicates.any()
     rnd = [AdaTP(AdaTPConfig(schedule=[(0, 0.5)], scoring="random", seed=s)) for s in (0, 0, 1)]
-    kept = [m.select(m.plan(_context(tokens, frames))[0], torch.arange(8), None).tolist() for m in rnd]
+    plans = [m.plan(_context(tokens, frames)) for m in rnd]
+    kept = [p.select(p[0], torch.arange(8), None).tolist() for p in plans]
     assert kept[0] == kept[1]
     assert all(len(k) == 4 for k in kept)
     with pytest.raises(ConfigError):
@@ -140,10 +140,10 @@ def test_no_local_debiasing_ranks_layer_0_by_its_own_attention():
     assert [s.scoring for s in stages] == ["query_rows", "query_rows"]
     scores = torch.tensor([0.1, 0.9, 0.8, 0.3, 0.2, 0.1, 0.5, 0.6])
     # segment 0 = tokens 0-3 keeps 2 (1 and 2), segment 1 = tokens 4-7 keeps 2 (7 and 6)
-    assert method.select(stages[0], torch.arange(8), scores).tolist() == [1, 2, 6, 7]
-    default = AdaTP(AdaTPConfig(schedule=[(0, 0.5), (1, 0.25)]))
-    assert default.plan(_context(tokens, frames))[0].scoring is None  # redundancy needs no attention
-    assert 2 not in default.select(default.stages_for(_context(tokens, frames), None)[0], torch.arange(8), None)
+    assert stages.select(stages[0], torch.arange(8), scores).tolist() == [1, 2, 6, 7]
+    default = AdaTP(AdaTPConfig(schedule=[(0, 0.5), (1, 0.25)])).plan(_context(tokens, frames))
+    assert default[0].scoring is None  # redundancy needs no attention
+    assert 2 not in default.select(default[0], torch.arange(8), None)
 
 
 def test_no_local_debiasing_matches_eager_layer_0_attention_through_prune():
@@ -172,13 +172,13 @@ def test_missing_frame_features_warn_and_are_reported():
     ctx = _context(tokens, None)
     method = AdaTP(AdaTPConfig(schedule=[(0, 0.5)]))
     with pytest.warns(UserWarning, match="no per-frame features.*one segment"):
-        method.plan(ctx)
+        plan = method.plan(ctx)
     assert len(ctx.warnings) == 1 and "segmentation=False" in ctx.warnings[0]
-    assert method.describe()["segmentation"] == "off: no frame features"
+    assert plan.describe()["segmentation"] == "off: no frame features"
     quiet = AdaTP(AdaTPConfig(schedule=[(0, 0.5)], segmentation=False))  # asked for: no warning
     ctx = _context(tokens, None)
-    quiet.plan(ctx)
-    assert ctx.warnings == [] and quiet.describe()["segmentation"] == "off (ablation: one segment)"
+    plan = quiet.plan(ctx)
+    assert ctx.warnings == [] and plan.describe()["segmentation"] == "off (ablation: one segment)"
 
 
 def test_missing_frame_features_reach_the_report(monkeypatch):

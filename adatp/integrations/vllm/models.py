@@ -23,7 +23,8 @@ from vllm.multimodal.video_prune.evs import compute_mrope_for_media, compute_ret
 from adatp.errors import ConfigError
 from adatp.integrations.vllm.selection import RELEVANCE_NOTE, VideoSelection, VllmMethod, parse_vllm_method, select_video_tokens
 
-logger = init_logger(__name__)
+# under "vllm" so that the message goes through vLLM's own log configuration (its handlers and level)
+logger = init_logger("vllm.adatp")
 
 #: the config attribute (set with vLLM's ``hf_overrides``) that names the adatp method.
 CONFIG_KEY = "adatp_method"
@@ -71,7 +72,7 @@ class AdaTPVideoPruning:
 
 
 class AdaTPQwen2_5_VL(AdaTPVideoPruning, Qwen2_5_VLForConditionalGeneration):
-    """vLLM's Qwen2.5-VL (and its Qwen2-VL config path) with adatp's video selection."""
+    """vLLM's Qwen2.5-VL with adatp's video selection."""
 
     def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
         super().__init__(vllm_config=vllm_config, prefix=prefix)

@@ -2,7 +2,7 @@
 
 Nothing here imports vLLM or transformers (the plug-in's environment has a transformers release
 adatp's Hugging Face runtime does not support). The selection is the method's own pre-LLM stage,
-:meth:`~adatp.methods.base.PruningMethod.plan` then :meth:`~adatp.methods.base.PruningMethod.select`
+:meth:`~adatp.methods.base.PruningMethod.start` then the plan's ``select``
 on a :class:`~adatp.methods.base.PrefillContext` built the way adatp's runtime builds it for the
 Qwen-VL families (tokens at their grid positions, frame features = mean merged token, D15), so a
 video keeps the same tokens in vLLM as under ``adatp.prune`` for the same budget.
@@ -83,6 +83,11 @@ def parse_vllm_method(spec: str) -> VllmMethod:
             raise ConfigError(f"adatp method {name!r} {IN_LLM_REASON}: not available in vLLM{hint} (offered: {offered})")
         raise ConfigError(f"unknown adatp method {name!r} for vLLM; offered: {offered}")
     _, options = parse_method_spec(inner + (":" + rest if rest else ""))
+    if inner == "adatp" and options.get("dedup_threshold", 0.0) > 1 and options.get("scoring") != "random":
+        raise ConfigError(
+            f"{name} with dedup_threshold > 1 ranks the first stage by layer 0's attention, inside the LLM, which "
+            "vLLM has no hook for: keep dedup_threshold <= 1"
+        )
     return VllmMethod(name, inner, options)
 
 
@@ -143,13 +148,14 @@ def select_video_tokens(
         frame_feature_source="token-mean",
     )
     pruner = method.build(budget / n)  # B = floor(rN + 0.5) = budget exactly (D4)
-    stages = list(pruner.plan(ctx))
+    plan = pruner.start(ctx)
+    stages = list(plan)
     if len(stages) != 1 or stages[0].layer != 0 or stages[0].scoring is not None or stages[0].budget != budget:
         raise ConfigError(f"{method.name} did not plan a single attention-free stage of {budget} tokens before the LLM")
     stage = stages[0]
     alive = torch.arange(n, device=embeddings.device)
     extra = {"hidden": tokens.reshape(n, dim)} if stage.needs_hidden else {}
-    choice = pruner.select(stage, alive, None, **extra)
+    choice = plan.select(stage, alive, None, **extra)
     selection = choice if isinstance(choice, Selection) else Selection(choice)
     kept = selection.kept
     if kept.shape[0] != budget:
@@ -158,5 +164,5 @@ def select_video_tokens(
         values = embeddings[kept]
     else:
         values = merge_tokens(embeddings, selection.merge_into, selection.weights, budget).to(embeddings.dtype)
-    info = dict(pruner.describe(), method=method.name, relevance=RELEVANCE_NOTE, warnings=list(ctx.warnings))
+    info = dict(plan.describe(), method=method.name, relevance=RELEVANCE_NOTE, warnings=list(ctx.warnings))
     return VideoSelection(kept, values, info)

@@ -32,6 +32,7 @@ def test_offered_names():
     ("adatp", "adatp-prellm"), ("fastv", "inside the LLM"), ("holitom", "inside the LLM"),
     ("uniform-frames", "positions"), ("nope", "unknown"), ("fastvid:nope=1", "unknown option"),
     ("fastvid:retention=0.5", "cost target"), ("vidcom2:temperature=x", "not a valid"),
+    ("adatp-prellm:dedup_threshold=2", "layer 0's attention"),
 ])
 def test_refusals_are_one_line(spec, words):
     with pytest.raises(ConfigError) as err:
