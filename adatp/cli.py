@@ -46,19 +46,11 @@ out = Console()
 
 def _target(flops_ratio: float | None, retention: float | None, schedule: str | None) -> dict[str, Any]:
     """The pruning target from the CLI words (docs/method.md D12); at most one of ratio / retention."""
-    if flops_ratio is not None and retention is not None:
-        raise ConfigError("give --flops-ratio or --retention, not both")
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target, parse_schedule
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = check_target(retention, flops_ratio, flags=True)
     if schedule is not None:
-        from adatp.ops.schedule import parse_schedule
-
         options["schedule"] = parse_schedule(schedule)
-    if flops_ratio is not None:
-        options["flops_ratio"] = check_fraction("--flops-ratio", flops_ratio)
-    if retention is not None:
-        options["retention"] = check_fraction("--retention", retention)
     return options
 
 
@@ -214,9 +206,9 @@ def demo(
     """The main job on the built-in default: adatp-tiny answers a question about a real video,
     vanilla and AdaTP-pruned side by side, with kept tokens, FLOPs and measured prefill time."""
     from adatp.models.tiny import default_cache_dir
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target
 
-    check_fraction("--flops-ratio", flops_ratio)
+    check_target(flops_ratio=flops_ratio, flags=True)
     if item < 0:
         raise ConfigError(f"--item must be >= 0, got {item}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

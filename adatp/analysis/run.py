@@ -200,12 +200,11 @@ def analyze_kept(
     error is raised.
     """
     from adatp.analysis import plots
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target
 
     check_settings(bias.DEFAULT_TOP_FRACTION, end_fraction, alpha)
     options: dict[str, Any] = {}
-    if flops_ratio is not None:
-        options["flops_ratio"] = check_fraction("--flops-ratio", flops_ratio)
+    options.update(check_target(flops_ratio=flops_ratio, flags=True))
     if relevance is not None:
         options["relevance"] = relevance
     prepared = prepare(model_dir, video, question, frames, dtype, device)

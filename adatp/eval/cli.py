@@ -225,6 +225,9 @@ def mcq(
         raise ConfigError(f"--frames must be >= 1, got {frames}")
     fields = tuple(f.strip() for f in (by or "").split(",") if f.strip())
     loaded = load_items(items, start=start, count=count)
+    if not loaded:
+        raise ConfigError(f"no items to evaluate in {str(items)!r} from --start {start}: the file has no item "
+                          "there (one JSON object a line, see docs/eval-mcq.md)")
     known = {k for item in loaded if isinstance(item, MCQItem) for k in item.metadata}
     unknown = [f for f in fields if f not in known]
     if unknown:

@@ -73,10 +73,10 @@ def build_specs(methods: Iterable[str], flops_ratios: Iterable[float] = (), rete
     (:func:`adatp.methods.base.parse_method_spec`: typed, checked, one-line errors).
     """
     from adatp.methods.base import parse_method_spec
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target
 
-    targets = [(("flops_ratio", check_fraction("flops ratio", f)),) for f in flops_ratios]
-    targets += [(("retention", check_fraction("retention", r)),) for r in retentions]
+    targets = [tuple(check_target(flops_ratio=f, flags=True).items()) for f in flops_ratios]
+    targets += [tuple(check_target(retention=r, flags=True).items()) for r in retentions]
     specs: list[RunSpec] = []
     for text in methods:
         method, options = parse_method_spec(text)

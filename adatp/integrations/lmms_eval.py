@@ -110,6 +110,14 @@ class AdaTPModel(lmms):
         self.prune_options = {k: v for k, v in options.items() if v is not None}
         if method != "none" and not any(k in self.prune_options for k in ("flops_ratio", "retention", "schedule")):
             raise ConfigError(f"method {method!r} needs a target: flops_ratio=, retention= or schedule=")
+        if method != "none":  # the method's own checks (NaN included) before the model loads
+            from adatp.methods.base import build_method
+            from adatp.ops.schedule import parse_schedule
+
+            own = {k: v for k, v in self.prune_options.items() if k != "relevance"}
+            if isinstance(own.get("schedule"), str):
+                own["schedule"] = parse_schedule(own["schedule"])
+            build_method(method, **own)
         self.max_frames_num = int(max_frames_num)
         if self.max_frames_num < 1:
             raise ConfigError(f"max_frames_num must be >= 1, got {max_frames_num}")
