@@ -87,10 +87,10 @@ def _run_question(
 
     from transformers.utils import logging as hf_logging
 
-    from adatp.inputs import prompt_length
+    from adatp.eval.budget import check_video_fits
 
-    # Everything that can be checked without the video or the weights is checked first.
-    prompt_length(model_dir, question, frames, new_tokens=max_new_tokens)
+    # Everything that can be checked without decoding the video or loading the weights is checked first.
+    check_video_fits(model_dir, question, frames, video=video, new_tokens=max_new_tokens)
     hf_logging.disable_progress_bar()  # our own progress display covers loading
     with _progress() as progress:
         step = progress.add_task("reading video", total=None)

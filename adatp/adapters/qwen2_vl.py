@@ -282,6 +282,23 @@ class Qwen2VLAdapter(ModelAdapter):
             data["second_per_grid_ts"] = torch.tensor([settings.temporal_patch_size / rate])
         return BatchFeature(data)
 
+    @classmethod
+    def prompt_tokens_for_size(cls, model_dir, config, tokenizer, question, system_prompt, num_frames: int,
+                               height: int, width: int) -> tuple[int, int]:
+        """(text tokens, video tokens) of the prompt :meth:`build_inputs` would build for ``num_frames``
+        frames of ``height x width``, from the sizes alone (no frame decoded or resized)."""
+        from adatp.inputs import QWEN_VIDEO_PAD, _render, load_chat_template
+        from adatp.video.qwen_preprocess import grid_timestamps, load_qwen_settings, video_grid
+
+        settings = load_qwen_settings(model_dir, config)
+        t, gh, gw = video_grid(num_frames, height, width, settings)
+        markers = cls._expand_video(QWEN_VIDEO_PAD, t, 0, grid_timestamps(num_frames, settings.fps,
+                                                                          settings.temporal_patch_size))
+        prompt = _render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, QWEN_VIDEO_PAD)
+        text = tokenizer(prompt.replace(QWEN_VIDEO_PAD, ""), add_special_tokens=False)["input_ids"]
+        marks = tokenizer(markers, add_special_tokens=False, verbose=False)["input_ids"] if markers else []
+        return len(text), len(marks) + t * gh * gw // settings.merge_size**2  # Qwen3-VL's timestamps count as video
+
     @staticmethod
     def _expand_video(pad: str, grids: int, per_grid: int, times: list[float]) -> str:
         """What the template's one ``<|video_pad|>`` becomes: Qwen2/2.5-VL, every grid's pads in a row."""

@@ -130,6 +130,8 @@ PairedByOpt = Annotated[str | None, typer.Option(help="also make the --paired co
 ModelOpt = Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under accelerate launch: cuda = one GPU per process)")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16")]
+RestartOpt = Annotated[bool, typer.Option(help="when the results in --out are of another run (model content, frames, "
+                                               "options, changed items): set them aside and start afresh")]
 
 
 def _check_paired_by(paired: str | None, paired_by: str | None, fields: set[str]) -> None:
@@ -167,6 +169,7 @@ def needle(
     paired_by: PairedByOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    restart: RestartOpt = False,
 ) -> None:
     """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
     from adatp.eval.harness import run_needle
@@ -182,7 +185,7 @@ def needle(
     model_dir = model if model is not None else default_model_dir()
     _evaluate(
         lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, shots=shots, out_dir=out,
-                                   on_item=on_item, dtype=dtype, device=device),
+                                   on_item=on_item, dtype=dtype, device=device, restart=restart),
         total=count, description=f"needle {split} x {len(specs)} runs",
         title=f"needle-in-video, {split} split, items {start}-{start + count - 1} ({shots}-shot), {model_dir.name}",
         by=("kind", "position", "shot_type"),
@@ -212,8 +215,10 @@ def mcq(
     paired_by: PairedByOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    restart: RestartOpt = False,
 ) -> None:
     """Accuracy on your own multiple-choice video questions, per method and target, resumable."""
+    from adatp.eval.budget import check_frame_option
     from adatp.eval.harness import MCQ_ROWS, run_items
     from adatp.outputs import check_output_dir
     from adatp.tasks.jsonl import load_items
@@ -235,11 +240,13 @@ def mcq(
     _check_paired_by(paired, paired_by, known)
     check_output_dir(out, "--out")
     model_dir = model if model is not None else default_model_dir()
+    check_frame_option(model_dir, frames)  # before any video is read
     task = items.stem
     _evaluate(
         lambda on_item: run_items(model_dir, specs, loaded, task=task, benchmark="mcq", rows=MCQ_ROWS, out_dir=out,
                                   num_frames=frames, on_item=on_item, dtype=dtype, device=device,
-                                  run_info={"items_file": str(items.resolve()), "start": start, "count": count}),
+                                  run_info={"items_file": str(items.resolve()), "start": start, "count": count},
+                                  restart=restart),
         total=len(loaded), description=f"{items.name} x {len(specs)} runs",
         title=f"{items.name}, {len(loaded)} items, {model_dir.name}", by=fields, columns={f: None for f in fields},
         header={"model": str(model_dir), "items_file": str(items), "count": len(loaded)},

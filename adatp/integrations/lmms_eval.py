@@ -217,9 +217,11 @@ class AdaTPModel(lmms):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _frames(self, visuals: Any) -> np.ndarray:
-        """One video's frames from what ``doc_to_visual`` returned (a path, or decoded frames)."""
+    def _frames(self, visuals: Any, question: str) -> np.ndarray:
+        """One video's frames from what ``doc_to_visual`` returned (a path, or decoded frames); a
+        video file is checked against the model's context before a frame is decoded."""
         from adatp.errors import InputError
+        from adatp.eval.budget import check_video_fits
         from adatp.inputs import NO_VIDEO
         from adatp.video import read_video
 
@@ -231,6 +233,7 @@ class AdaTPModel(lmms):
         if isinstance(visuals, dict):  # e.g. {"video_path": ...} or {"path": ...}
             visuals = visuals.get("video_path") or visuals.get("path") or visuals.get("video")
         if isinstance(visuals, (str, Path)):
+            check_video_fits(self.tokenizer, question, self.max_frames_num, video=visuals)
             return read_video(visuals, num_frames=self.max_frames_num)
         if isinstance(visuals, (np.ndarray, torch.Tensor)) and visuals.ndim == 4:
             return np.asarray(visuals)
@@ -242,7 +245,7 @@ class AdaTPModel(lmms):
 
         for placeholder in PLACEHOLDERS:  # simple tasks may mark the media's place; adatp puts the video first
             context = context.replace(placeholder, "")
-        batch = prepare_inputs(self.tokenizer, self._frames(visuals), context.strip())
+        batch = prepare_inputs(self.tokenizer, self._frames(visuals, context.strip()), context.strip())
         inputs = {k: v.to(self._device) for k, v in batch.items()}
         if self._dtype != "float32":
             inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)

@@ -177,15 +177,25 @@ def rescale_and_normalize(video: torch.Tensor, cfg: VideoPreprocessConfig) -> to
     return video.to(torch.float32)
 
 
-def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3))."""
-    num_frames, height, width = frames.shape[:3]
+def resized_size(num_frames: int, height: int, width: int, settings: QwenVideoSettings) -> tuple[int, int]:
+    """(height, width) every frame is resized to: Qwen3-VL's whole-video rule, else the per-frame one."""
     factor = settings.patch_size * settings.merge_size
     if settings.family == "qwen3_vl":
-        size = smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
+        return smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
                                   settings.min_pixels, settings.max_pixels)
-    else:
-        size = smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
+    return smart_resize(height, width, factor, settings.min_pixels, settings.max_pixels)
+
+
+def video_grid(num_frames: int, height: int, width: int, settings: QwenVideoSettings) -> tuple[int, int, int]:
+    """``video_grid_thw`` of ``num_frames`` frames of ``height x width`` without touching a pixel (the
+    frame size may come from the file's header): (grids, patches down, patches across)."""
+    h, w = resized_size(num_frames, height, width, settings)
+    return -(-num_frames // settings.temporal_patch_size), h // settings.patch_size, w // settings.patch_size
+
+
+def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3))."""
+    size = resized_size(*frames.shape[:3], settings)
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
     cfg = settings.pixels
     if cfg.do_resize:

@@ -18,7 +18,7 @@ def test_build_specs_runs_none_once_and_checks_targets():
         build_specs(["magic"], [0.5])
     with pytest.raises(ConfigError, match="needs a target"):
         build_specs(["adatp"])
-    with pytest.raises(ConfigError, match="flops ratio"):
+    with pytest.raises(ConfigError, match="flops-ratio"):
         build_specs(["adatp"], [1.5])
 
 
