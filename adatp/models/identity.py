@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import time
 from pathlib import Path
 
 from adatp.errors import ConfigError
@@ -95,6 +96,7 @@ def config_hash(model_dir: str | os.PathLike[str]) -> str:
 # --- the full-content fingerprint (every byte) ------------------------------------------------
 
 HASH_CHUNK = 8 << 20
+RACY_SECONDS = 2.0
 
 
 def _file_sha256(path: Path, cache: Path | None) -> str:
@@ -115,7 +117,9 @@ def _file_sha256(path: Path, cache: Path | None) -> str:
         while block := f.read(HASH_CHUNK):
             digest.update(block)
     value = digest.hexdigest()
-    if entry is not None:
+    # A file modified in the last seconds may change again within the file system's timestamp
+    # granularity without its stat changing: its digest is not cached (git's "racily clean" rule).
+    if entry is not None and time.time() - st.st_mtime > RACY_SECONDS:
         try:  # a read-only cache only costs the next run the hashing again
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
