@@ -286,14 +286,16 @@ def test_the_context_check_matches_the_built_inputs_of_qwen(clips, tmp_path):
             assert predicted == built
 
 
-def test_decoding_more_frames_than_memory_holds_is_refused_first(clips):
+def test_decoding_more_frames_than_memory_holds_is_refused_first(clips, monkeypatch):
+    import adatp.video.memory as memory
     from adatp.video import read_video
-    from adatp.video.memory import check_decode_memory
 
+    assert memory.available_bytes() > 0
     with pytest.raises(ConfigError, match="frames or fewer"):
-        check_decode_memory(10**9, 96, 96, "x.mp4")
-    with pytest.raises(ConfigError, match=r"decoding 1,000,000,000 frames of 96x96"):
-        read_video(clips / "clip0.mp4", num_frames=10**9)
+        memory.check_decode_memory(10**9, 96, 96, "x.mp4")
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 20)  # 1 MiB left: 200 frames of 96x96 do not fit
+    with pytest.raises(ConfigError, match=r"decoding 200 frames of 96x96 .* use 18 frames or fewer"):
+        read_video(clips / "clip0.mp4", num_frames=200)
 
 
 # --- the rest --------------------------------------------------------------------------------------
@@ -355,9 +357,11 @@ def test_a_config_value_of_the_wrong_type_is_one_line(tiny_model_dir, items, tmp
     config = json.loads((model / "config.json").read_text())
     config["text_config"]["max_position_embeddings"] = "lots"
     (model / "config.json").write_text(json.dumps(config))
-    res = _cli("eval", "mcq", items, "--model", model, "--method", "none", "--out", tmp_path / "out")
-    assert res.returncode == 2 and "max_position_embeddings" in res.stderr and "config.json" in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+    for args in (["eval", "mcq", items, "--model", model, "--method", "none", "--out", tmp_path / "out"],
+                 ["generate", "--model", model, "--video", items.parent / "clips" / "clip0.mp4", "--question", "What?"]):
+        res = _cli(*args)
+        assert res.returncode == 2 and "max_position_embeddings" in res.stderr and "config.json" in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_an_empty_selection_of_items_is_an_error(tiny_model_dir, items, tmp_path):
