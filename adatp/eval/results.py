@@ -1,14 +1,16 @@
 """Results files: one JSONL per run, a header line first, one row per item, never silently lost.
 
 The first line is a header: ``{"adatp_results": 1, "model": {...identity...}, "run": {...},
-"versions": {...}}``. Every following line is one item's result. Appends are flushed and fsynced,
+"identity": {...}, "versions": {...}}``. Every following line is one item's result. Appends are flushed and fsynced,
 so a killed run loses at most the line being written:
 
 - a torn *last* line (no newline at the end of the file) is the only thing ever removed;
 - a corrupt or malformed line anywhere else is reported with its file and line number, skipped
   (its item is evaluated again), and left in the file;
-- a file written for another model (a different identity: config + weights' fingerprint, see
-  :mod:`adatp.models.identity`) refuses to be resumed, naming both models.
+- a file written for another run refuses to be resumed, saying what differs (the header's
+  ``identity``: the model's full content, method, options, target, frames, dtype, device kind;
+  :func:`open_results`), unless ``restart`` sets it aside; each row carries its item's key, checked
+  by :func:`adatp.eval.harness.run_items`.
 Files written before headers existed (legacy) are read as they are, with a warning that the
 model could not be checked.
 """

@@ -1,4 +1,8 @@
-"""A model directory's identity: which weights a result came from, without reading them whole.
+"""A model directory's identity: which weights a result came from.
+
+Two fingerprints: :func:`model_fingerprint` hashes every byte of every file (cached per file by
+its stat), and is what a results file's run identity compares; :func:`model_identity`, below, reads
+samples only and names the model in results headers (older files are checked by it).
 
 Results are resumed by item id, so a results file must not be continued by another model that
 happens to live in a directory of the same name (or by a retrained one in the same directory).
