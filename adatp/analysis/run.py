@@ -62,9 +62,11 @@ def _model_inputs(model_dir: str | Path, model: Any, clip: np.ndarray, question:
 def prepare(model_dir: str | Path, video: str | Path, question: str, frames: int, dtype: str, device: str) -> Prepared:
     """Read the video first (cheap errors first), then load the model and build its inputs."""
     from adatp.adapters.base import get_adapter
+    from adatp.eval.budget import check_video_fits
     from adatp.pipeline import load_model
     from adatp.video import read_video
 
+    check_video_fits(model_dir, question, frames, video=video)  # before any frame is decoded
     clip = read_video(video, num_frames=frames)
     model = load_model(model_dir, dtype=dtype, device=device)
     return Prepared(model, _model_inputs(model_dir, model, clip, question, device), clip, get_adapter(model).grid_extent())

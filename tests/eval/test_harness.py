@@ -100,8 +100,8 @@ def test_eval_needle_cli_end_to_end(tiny_model_dir, tmp_path):
     "args, message",
     [
         (["--method", "magic", "--flops-ratio", ".3"], "unknown method"),
-        (["--method", "adatp", "--flops-ratio", "0"], "flops ratio"),
-        (["--method", "adatp", "--flops-ratio", "1.5"], "flops ratio"),
+        (["--method", "adatp", "--flops-ratio", "0"], "--flops-ratio"),
+        (["--method", "adatp", "--flops-ratio", "1.5"], "--flops-ratio"),
         (["--method", "adatp", "--flops-ratio", ".3", "--split", "dev"], "unknown split"),
     ],
 )
