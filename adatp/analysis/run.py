@@ -219,7 +219,7 @@ def analyze_kept(
     skipped: dict[str, str] = {}
     for method in methods:
         try:
-            kept = kept_tokens(prepared.model, prepared.inputs, method, **options)
+            kept = kept_tokens(prepared.model, prepared.inputs, method, **({} if method == "none" else options))
         except ConfigError as exc:  # e.g. a FLOPs target one method's schedule cannot reach
             skipped[method] = str(exc)
             continue

@@ -172,11 +172,13 @@ def test_ids_and_paths_with_brackets_print_as_written(tiny_model_dir, clips, tmp
     assert res.returncode == 2 and "a[/]b [bold]m" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_a_video_path_with_brackets_is_named_as_written(tiny_model_dir, tmp_path):
-    video = tmp_path / "lecture [part 1].mp4"
+@pytest.mark.parametrize("name", ["lecture [part 1].mp4", "x[/]y.mp4", "[bold]b.mp4"])
+def test_a_video_path_with_brackets_is_named_as_written(tiny_model_dir, tmp_path, name):
+    video = tmp_path / name  # "x[/]y.mp4": a folder "x[" holding "]y.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
     video.write_text("not a video")
     res = _cli("generate", "--model", tiny_model_dir, "--video", video, "--question", "What?")
-    assert res.returncode == 2 and "lecture [part 1].mp4" in res.stderr, res.stderr
+    assert res.returncode == 2 and name in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
