@@ -8,18 +8,24 @@
         report = pruned.last_report
 """
 
-from adatp.errors import AdaTPError, ConfigError, InputError, UnsupportedModelError, VideoError
+from typing import TYPE_CHECKING
 
-# The Hugging Face runtime (and transformers with it) loads on first use: code that needs only the
-# methods and ops (the vLLM plug-in, in an environment with another transformers) never imports it.
+# Imported on first use, so that ``import adatp`` (and the command line's start-up, which Ctrl-C may
+# interrupt) does not wait for torch and transformers.
 _LAZY = {
-    "PrunedModel": "adatp.api",
-    "prune": "adatp.api",
-    "prepare_inputs": "adatp.inputs",
-    "available_methods": "adatp.methods.base",
-    "PruneReport": "adatp.runtime.report",
-    "read_video": "adatp.video",
+    "PrunedModel": "adatp.api", "prune": "adatp.api", "prepare_inputs": "adatp.inputs",
+    "AdaTPError": "adatp.errors", "ConfigError": "adatp.errors", "InputError": "adatp.errors",
+    "UnsupportedModelError": "adatp.errors", "VideoError": "adatp.errors",
+    "available_methods": "adatp.methods.base", "PruneReport": "adatp.runtime.report", "read_video": "adatp.video",
 }
+
+if TYPE_CHECKING:
+    from adatp.api import PrunedModel, prune
+    from adatp.errors import AdaTPError, ConfigError, InputError, UnsupportedModelError, VideoError
+    from adatp.inputs import prepare_inputs
+    from adatp.methods.base import available_methods
+    from adatp.runtime.report import PruneReport
+    from adatp.video import read_video
 
 
 def __getattr__(name: str):

@@ -11,7 +11,7 @@ from torch import nn
 from adatp.families import get_adapter
 from adatp.errors import ConfigError
 from adatp.methods.base import build_method
-from adatp.ops.schedule import check_fraction, validate_schedule
+from adatp.ops.schedule import check_target, validate_schedule
 from adatp.relevance import RelevanceScorer, build_scorer
 from adatp.runtime.pruner import PruningRuntime
 from adatp.runtime.report import PruneReport
@@ -96,10 +96,9 @@ def prune(
     existing = getattr(model, _ATTACHED, None)
     if existing is not None and existing.active:
         raise ConfigError("this model is already pruned; call .remove() on the first handle before pruning again")
-    if retention is not None:
-        check_fraction("retention", retention)
-    if flops_ratio is not None:
-        check_fraction("flops_ratio", flops_ratio)
+    check_target(retention, flops_ratio)
+    if method == "none":
+        _check_nothing_for_none(retention, flops_ratio, schedule, relevance, method_options)
     adapter = get_adapter(model)
     num_layers = adapter.decoder_dims().num_layers
     if isinstance(schedule, str):
@@ -118,6 +117,14 @@ def prune(
     handle = PrunedModel(model, runtime, method, {k: v for k, v in options.items() if v is not None})
     setattr(model, _ATTACHED, handle)
     return handle
+
+
+def _check_nothing_for_none(retention, flops_ratio, schedule, relevance, method_options: dict[str, Any]) -> None:
+    """``method="none"`` prunes nothing: a target or an option given with it would be silently ignored."""
+    given = [name for name, value in (("retention", retention), ("flops_ratio", flops_ratio), ("schedule", schedule),
+                                      ("relevance", relevance)) if value is not None] + sorted(method_options)
+    if given:
+        raise ConfigError(f"method 'none' prunes nothing, so {', '.join(given)} would be ignored: drop it, or pick a method")
 
 
 def _tokenizer_for(model: nn.Module) -> Any:

@@ -6,13 +6,28 @@ and exit with status 2; nothing prints a traceback for bad input.
 
 from __future__ import annotations
 
-import json
+import signal
 import sys
+
+INTERRUPTED = "interrupted (Ctrl-C): results already written are kept; rerun the command to resume"
+
+
+def _interrupted_at_startup(signum, frame) -> None:  # noqa: ARG001 - a signal handler's signature
+    """Ctrl-C while the command line is still importing its libraries: the same one line, exit 130."""
+    sys.stderr.write(INTERRUPTED + "\n")
+    sys.exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored on purpose
+    signal.signal(signal.SIGINT, _interrupted_at_startup)
+
+import json  # noqa: E402 - after the handler: these imports take a while
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,19 +46,11 @@ out = Console()
 
 def _target(flops_ratio: float | None, retention: float | None, schedule: str | None) -> dict[str, Any]:
     """The pruning target from the CLI words (docs/method.md D12); at most one of ratio / retention."""
-    if flops_ratio is not None and retention is not None:
-        raise ConfigError("give --flops-ratio or --retention, not both")
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target, parse_schedule
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = check_target(retention, flops_ratio, flags=True)
     if schedule is not None:
-        from adatp.ops.schedule import parse_schedule
-
         options["schedule"] = parse_schedule(schedule)
-    if flops_ratio is not None:
-        options["flops_ratio"] = check_fraction("--flops-ratio", flops_ratio)
-    if retention is not None:
-        options["retention"] = check_fraction("--retention", retention)
     return options
 
 
@@ -81,10 +88,10 @@ def _run_question(
 
     from transformers.utils import logging as hf_logging
 
-    from adatp.inputs import prompt_length
+    from adatp.eval.budget import check_video_fits
 
-    # Everything that can be checked without the video or the weights is checked first.
-    prompt_length(model_dir, question, frames, new_tokens=max_new_tokens)
+    # Everything that can be checked without decoding the video or loading the weights is checked first.
+    check_video_fits(model_dir, question, frames, video=video, new_tokens=max_new_tokens)
     hf_logging.disable_progress_bar()  # our own progress display covers loading
     with _progress() as progress:
         step = progress.add_task("reading video", total=None)
@@ -120,15 +127,15 @@ def _print_result(result, as_json: bool, extra: dict[str, Any] | None = None) ->
     table.add_column("answer")
     table.add_column("prefill (s)", justify="right")
     if result.vanilla is not None and result.vanilla is not result.pruned:
-        table.add_row("none (vanilla)", result.vanilla.text, _fmt(result.vanilla.prefill_s))
-    table.add_row(result.pruned.method, result.pruned.text, _fmt(result.pruned.prefill_s))
+        table.add_row("none (vanilla)", escape(result.vanilla.text), _fmt(result.vanilla.prefill_s))
+    table.add_row(escape(result.pruned.method), escape(result.pruned.text), _fmt(result.pruned.prefill_s))
     out.print(table)
     report = result.pruned.report
     if report is not None:
-        out.print(report.summary())
+        out.print(escape(report.summary()))
         info = report.method_info
         if "segments" in info:
-            out.print(f"  segments (frames): {info['segments']}")
+            out.print(f"  segments (frames): {info['segments']}", markup=False)
     if result.prefill_ratio is not None:
         out.print(
             f"  measured prefill time vs vanilla: {result.prefill_ratio:.3f} "
@@ -197,9 +204,9 @@ def demo(
     """The main job on the built-in default: adatp-tiny answers a question about a real video,
     vanilla and AdaTP-pruned side by side, with kept tokens, FLOPs and measured prefill time."""
     from adatp.models.tiny import default_cache_dir
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target
 
-    check_fraction("--flops-ratio", flops_ratio)
+    check_target(flops_ratio=flops_ratio, flags=True)
     if item < 0:
         raise ConfigError(f"--item must be >= 0, got {item}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -208,24 +215,18 @@ def demo(
     picture_path = out_dir / "demo-kept-tokens.png"
     if not as_json:  # the answers first: a picture that cannot be drawn loses nothing
         _print_result(result, as_json, info)
-        out.print(f"  correct answer: {info['correct_answer']}")
+        out.print(f"  correct answer: {info['correct_answer']}", markup=False)
     info["kept_picture"] = _try_picture(frames, result.pruned.report, picture_path)
     if as_json:
         _print_result(result, as_json, info)
     elif info["kept_picture"] is not None:
-        out.print(f"  kept tokens drawn on the frames: {info['kept_picture']}")
+        out.print(f"  kept tokens drawn on the frames: {info['kept_picture']}", markup=False)
 
 
 def _writable(folder: Path) -> bool:
-    import tempfile
+    from adatp.outputs import _can_write_in
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError:
-        return False
-    return True
+    return _can_write_in(folder) is None
 
 
 def _demo_out_dir(cache: Path, chosen: Path | None) -> Path:
@@ -240,7 +241,7 @@ def _demo_out_dir(cache: Path, chosen: Path | None) -> Path:
     if _writable(cache / "demo"):
         return cache / "demo"
     folder = Path(tempfile.mkdtemp(prefix="adatp-demo-"))
-    console.print(f"the cache {cache} is read-only: the demo's clip and picture go to {folder}", highlight=False)
+    console.print(f"the cache {cache} is read-only: the demo's clip and picture go to {folder}", highlight=False, markup=False)
     return folder
 
 
@@ -248,9 +249,9 @@ def _try_picture(frames, report, path: Path) -> str | None:
     try:
         return str(_kept_picture(frames, report, path))
     except ConfigError as exc:  # matplotlib is not installed
-        console.print(f"[yellow]warning:[/] no picture: {exc}", highlight=False)
+        console.print(f"[yellow]warning:[/] no picture: {escape(str(exc))}", highlight=False)
     except OSError as exc:
-        console.print(f"[yellow]warning:[/] could not write the picture {path}: {exc.strerror or exc}", highlight=False)
+        console.print(f"[yellow]warning:[/] could not write the picture {escape(str(path))}: {escape(str(exc.strerror or exc))}", highlight=False)
     return None
 
 
@@ -292,8 +293,8 @@ def _demo_run(flops_ratio: float, index: int, cache: Path, out_dir: Path):
         "model": str(model_dir), "video": str(clip), "question": sample.prompt(),
         "correct_answer": f"{sample.answer_letter}. {sample.choices[sample.answer]}",
     }
-    console.print(f"model: {model_dir} (adatp-tiny: DINOv2-S/14 + SmolLM2-135M-Instruct, trained projector)")
-    console.print(f"video: {clip} (needle-in-video {sample.item_id})\nquestion: {sample.prompt()}")
+    console.print(f"model: {model_dir} (adatp-tiny: DINOv2-S/14 + SmolLM2-135M-Instruct, trained projector)", markup=False)
+    console.print(f"video: {clip} (needle-in-video {sample.item_id})\nquestion: {sample.prompt()}", markup=False)
     return result, info, frames
 
 
@@ -347,6 +348,8 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
+if signal.getsignal(signal.SIGINT) is _interrupted_at_startup:  # imported: from here on KeyboardInterrupt, caught in main
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @app.command()
@@ -360,13 +363,13 @@ def env() -> None:
         tested = TESTED.get(name)
         same = version is not None and version.split("+")[0] == tested  # 2.13.0+cpu is 2.13.0
         note = "" if tested is None or version is None else ("  (tested)" if same else f"  (tested: {tested})")
-        out.print(f"{name:<{width}}  {version or 'not installed'}{note}", highlight=False)
-    out.print(f"{'devices':<{width}}  {accelerator()}", highlight=False)
+        out.print(f"{name:<{width}}  {version or 'not installed'}{note}", highlight=False, markup=False)
+    out.print(f"{'devices':<{width}}  {accelerator()}", highlight=False, markup=False)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one line each (no source line), on stderr."""
-    console.print(f"[yellow]warning:[/] {message}", soft_wrap=True, markup=True, highlight=False)
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True, markup=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -388,18 +391,33 @@ def main(argv: list[str] | None = None) -> None:
     except AdaTPError as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
-        console.print("interrupted", highlight=False)
-        sys.exit(130)
+        _say_interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C inside a command into exit status 130, silently
+            _say_interrupted()
+        raise
+    except OSError as exc:  # a file or folder the system refuses: one line naming it
+        if debug:
+            raise
+        from adatp.outputs import os_error_line
+
+        console.print(f"[bold red]error:[/] {escape(os_error_line(exc))}", soft_wrap=True, markup=True, highlight=False)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
         if debug:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
         console.print(
-            f"[bold red]internal error (a bug in adatp, please report it):[/] {type(exc).__name__}: {first} "
+            f"[bold red]internal error (a bug in adatp, please report it):[/] {type(exc).__name__}: {escape(first)} "
             "- rerun with --debug for the traceback, and attach `adatp env`",
             soft_wrap=True, markup=True, highlight=False,
         )
         sys.exit(1)
+
+
+def _say_interrupted() -> None:
+    console.print(INTERRUPTED, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(130)

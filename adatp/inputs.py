@@ -53,10 +53,16 @@ def read_config_json(config: Path) -> dict[str, Any]:
 
 
 def _load_tokenizer(model_dir: Path) -> Any:
+    from huggingface_hub.errors import StrictDataclassError
+
     try:
         return AutoTokenizer.from_pretrained(model_dir)
+    except StrictDataclassError as exc:  # the tokenizer reads config.json too
+        raise ConfigError(f"{str(model_dir / 'config.json')!r} holds a value of the wrong type: "
+                          f"{' '.join(str(exc).split())}") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"no usable tokenizer in {str(model_dir)!r} ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"no usable tokenizer in {str(model_dir)!r} ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())})") from None
 
 
 def resolve_model(model_dir_or_tokenizer: ModelRef) -> tuple[Path, Any]:
@@ -77,10 +83,12 @@ def resolve_model(model_dir_or_tokenizer: ModelRef) -> tuple[Path, Any]:
 def load_model_config(model_dir: str | os.PathLike[str]) -> PretrainedConfig:
     """The checkpoint's config; it must be a video model of a supported family."""
     model_dir = _model_dir(model_dir)
+    from huggingface_hub.errors import StrictDataclassError
+
     try:
         config = AutoConfig.from_pretrained(model_dir)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"could not read {str(model_dir / 'config.json')!r}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as exc:  # a value of the wrong type, too
+        raise ConfigError(f"could not read {str(model_dir / 'config.json')!r}: {' '.join(str(exc).split())}") from None
     processor_for(config.model_type).check_config(config, model_dir)
     return config
 

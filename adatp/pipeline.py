@@ -72,13 +72,15 @@ def load_model(model_dir: str | Path, dtype: str = "float32", device: str = "cpu
     model_type = read_model_type(path)
     if model_type not in supported:
         raise UnsupportedModelError(f"model type {model_type!r} in {path} is not supported; supported: {sorted(supported)}")
+    from huggingface_hub.errors import StrictDataclassError
     from safetensors import SafetensorError
 
     cls = getattr(transformers, supported[model_type])
     try:
         model = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation="sdpa")
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing or damaged weights, a config transformers refuses
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, StrictDataclassError) as exc:
+        # missing or damaged weights, a config transformers refuses (a value of the wrong type, too)
+        first = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"cannot load the model in {str(path)!r}: {first}") from None
     return model.to(device).eval()
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(name="analysis", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -68,7 +69,7 @@ def attention(
             f"{top['position_concentration']:.2f}", f"{top['repeat_ratio']:.2f}", str(len(top["repeated_positions"])),
         )
     out.print(table)
-    out.print(f"wrote attention.json and {len(payload['files'])} pictures to {out_dir}")
+    out.print(f"wrote attention.json and {len(payload['files'])} pictures to {out_dir}", markup=False)
 
 
 @app.command()
@@ -104,13 +105,13 @@ def kept(
         for s in info["stages"]:
             layer = "-" if s["layer"] is None else str(s["layer"])
             table.add_row(
-                method, layer, str(s["count"]), f"{s['end_bias_index']:.2f}", f"{s['position_concentration']:.2f}",
+                escape(method), layer, str(s["count"]), f"{s['end_bias_index']:.2f}", f"{s['position_concentration']:.2f}",
                 f"{s['repeat_ratio']:.2f}", str(len(s["repeated_positions"])),
             )
     out.print(table)
     for method, reason in payload["skipped"].items():
-        out.print(f"[yellow]skipped {method}:[/] {reason}")
-    out.print(f"wrote kept.json and {len(payload['files'])} pictures to {out_dir}")
+        out.print(f"[yellow]skipped {escape(method)}:[/] {escape(str(reason))}")
+    out.print(f"wrote kept.json and {len(payload['files'])} pictures to {out_dir}", markup=False)
 
 
 @app.command()
@@ -142,7 +143,7 @@ def segments(
     for v in payload["videos"]:
         sims = sorted(v["frame_similarity"])
         table.add_row(
-            Path(v["video"]).name, str(len(sims)), f"{sims[0]:.4f}", f"{sims[len(sims) // 2]:.4f}",
+            escape(Path(v["video"]).name), str(len(sims)), f"{sims[0]:.4f}", f"{sims[len(sims) // 2]:.4f}",
             str(len(v["segments_now"])), str(len(v["segments_calibrated"])),
         )
     out.print(table)

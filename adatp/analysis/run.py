@@ -61,9 +61,11 @@ def _model_inputs(model_dir: str | Path, model: Any, clip: np.ndarray, question:
 def prepare(model_dir: str | Path, video: str | Path, question: str, frames: int, dtype: str, device: str) -> Prepared:
     """Read the video first (cheap errors first), then load the model and build its inputs."""
     from adatp.families import get_adapter
+    from adatp.eval.budget import check_video_fits
     from adatp.pipeline import load_model
     from adatp.video import read_video
 
+    check_video_fits(model_dir, question, frames, video=video)  # before any frame is decoded
     clip = read_video(video, num_frames=frames)
     model = load_model(model_dir, dtype=dtype, device=device)
     return Prepared(model, _model_inputs(model_dir, model, clip, question, device), clip, get_adapter(model).grid_extent())
@@ -199,12 +201,11 @@ def analyze_kept(
     error is raised.
     """
     from adatp.analysis import plots
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target
 
     check_settings(bias.DEFAULT_TOP_FRACTION, end_fraction, alpha)
     options: dict[str, Any] = {}
-    if flops_ratio is not None:
-        options["flops_ratio"] = check_fraction("--flops-ratio", flops_ratio)
+    options.update(check_target(flops_ratio=flops_ratio, flags=True))
     if relevance is not None:
         options["relevance"] = relevance
     prepared = prepare(model_dir, video, question, frames, dtype, device)
@@ -217,7 +218,7 @@ def analyze_kept(
     skipped: dict[str, str] = {}
     for method in methods:
         try:
-            kept = kept_tokens(prepared.model, prepared.inputs, method, **options)
+            kept = kept_tokens(prepared.model, prepared.inputs, method, **({} if method == "none" else options))
         except ConfigError as exc:  # e.g. a FLOPs target one method's schedule cannot reach
             skipped[method] = str(exc)
             continue

@@ -73,11 +73,11 @@ def speed(
         bench.close()
     _print_table(payload)
     if json_path is not None:
-        console.print(f"json: {write_json(payload, json_path)}")
+        console.print(f"json: {write_json(payload, json_path)}", markup=False)
     if plot is not None:
         from adatp.bench.plots import plot_speedups
 
-        console.print(f"plot: {plot_speedups(payload, plot)}")
+        console.print(f"plot: {plot_speedups(payload, plot)}", markup=False)
 
 
 @app.command("scoring-memory")
@@ -105,7 +105,7 @@ def scoring_memory(
                          step=lambda text: status.update(text))
     _print_scoring(result)
     if json_path is not None:
-        console.print(f"json: {write_json(result, json_path)}")
+        console.print(f"json: {write_json(result, json_path)}", markup=False)
 
 
 # --- tables -----------------------------------------------------------------------------------------

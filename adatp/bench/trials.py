@@ -48,13 +48,13 @@ def parse_list(text: str | None, name: str) -> list[str]:
 def parse_ratios(text: str) -> list[float]:
     out = []
     for item in parse_list(text, "--flops-ratios"):
+        from adatp.ops.schedule import check_target
+
         try:
             value = float(item)
         except ValueError:
             raise ConfigError(f"--flops-ratios must be comma-separated numbers, got {item!r}") from None
-        if not (0.0 < value <= 1.0) or math.isnan(value):
-            raise ConfigError(f"--flops-ratios: {value:g} is outside (0, 1]")
-        out.append(value)
+        out.append(check_target(flops_ratio=value, flags=True)["flops_ratio"])
     return out
 
 

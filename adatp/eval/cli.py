@@ -56,18 +56,20 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
     """Run (with a progress bar), then print the table or JSON, the skipped runs and bad items, and
     write the Markdown and the plot. Under ``torchrun`` or ``accelerate launch`` only process 0 prints and writes."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from adatp.environment import run_versions
     from adatp.eval.harness import method_config, paired_comparisons, summarize, summary_to_dict
 
     console = Console(stderr=True)
+    _check_outputs(markdown, plot)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task(description, total=total)
         run = run_fn(lambda: progress.advance(task))
     for bad in run.bad_items:  # every process reports the items it could not evaluate
-        console.print(f"[yellow]skipped item[/] {bad.item_id}: {bad.reason}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped item[/] {escape(bad.item_id)}: {escape(bad.reason)}", highlight=False, soft_wrap=True)
     if run.rank != 0:
         return
     summaries = {spec: summarize(rows, by) for spec, rows in run.results.items()}
@@ -87,7 +89,7 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
     else:
         _print_table(summaries, title, columns)
         for spec, why in run.skipped.items():
-            console.print(f"[yellow]skipped[/] {spec.label}: {why}")
+            console.print(f"[yellow]skipped[/] {escape(spec.label)}: {escape(why)}", highlight=False)
         for table in (comparisons, by_group):
             if table is not None:
                 typer.echo(paired_markdown(table))
@@ -95,11 +97,21 @@ def _evaluate(run_fn, *, total: int, description: str, title: str, by: tuple[str
         markdown.parent.mkdir(parents=True, exist_ok=True)
         text = markdown_table(summaries, run.skipped, title, columns)
         markdown.write_text(text + "".join("\n" + paired_markdown(t) for t in (comparisons, by_group) if t is not None))
-        console.print(f"markdown: {markdown}")
+        console.print(f"markdown: {markdown}", markup=False, highlight=False)
     if plot is not None:
         from adatp.eval.plots import plot_accuracy_vs_flops
 
-        console.print(f"plot: {plot_accuracy_vs_flops(summaries, plot)}")
+        console.print(f"plot: {plot_accuracy_vs_flops(summaries, plot)}", markup=False, highlight=False)
+
+
+def _check_outputs(markdown: Path | None, plot: Path | None) -> None:
+    """--markdown and --plot can be written: checked before the run, so a bad path loses no time."""
+    from adatp.outputs import check_output_file
+
+    if markdown is not None:
+        check_output_file(markdown, "--markdown")
+    if plot is not None:
+        check_output_file(plot, "--plot", (".png", ".pdf", ".svg"))
 
 
 MethodOpt = Annotated[str | None, typer.Option(help="one method")]
@@ -118,6 +130,8 @@ PairedByOpt = Annotated[str | None, typer.Option(help="also make the --paired co
 ModelOpt = Annotated[Path | None, typer.Option(help="model directory (default: the built-in adatp-tiny)")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under accelerate launch: cuda = one GPU per process)")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16")]
+RestartOpt = Annotated[bool, typer.Option(help="when the results in --out are of another run (model content, frames, "
+                                               "options, changed items): set them aside and start afresh")]
 
 
 def _check_paired_by(paired: str | None, paired_by: str | None, fields: set[str]) -> None:
@@ -155,9 +169,11 @@ def needle(
     paired_by: PairedByOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    restart: RestartOpt = False,
 ) -> None:
     """Needle-in-video accuracy (95% Wilson intervals) per method and target, resumable."""
     from adatp.eval.harness import run_needle
+    from adatp.outputs import check_output_dir
     from adatp.tasks.needle import SHOT_CHOICES, SHOT_TYPES
 
     specs = _specs(method, methods, flops_ratio, flops_ratios, retention, paired)
@@ -165,10 +181,11 @@ def needle(
     if shots not in SHOT_CHOICES:
         raise ConfigError(f"--shots {shots!r}: choose {', '.join(SHOT_CHOICES)}")
     _check_paired_by(paired, paired_by, {"kind", "position", "shot_type"})
+    check_output_dir(out, "--out")
     model_dir = model if model is not None else default_model_dir()
     _evaluate(
         lambda on_item: run_needle(model_dir, specs, split=split, count=count, start=start, shots=shots, out_dir=out,
-                                   on_item=on_item, dtype=dtype, device=device),
+                                   on_item=on_item, dtype=dtype, device=device, restart=restart),
         total=count, description=f"needle {split} x {len(specs)} runs",
         title=f"needle-in-video, {split} split, items {start}-{start + count - 1} ({shots}-shot), {model_dir.name}",
         by=("kind", "position", "shot_type"),
@@ -198,9 +215,12 @@ def mcq(
     paired_by: PairedByOpt = None,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    restart: RestartOpt = False,
 ) -> None:
     """Accuracy on your own multiple-choice video questions, per method and target, resumable."""
+    from adatp.eval.budget import check_frame_option
     from adatp.eval.harness import MCQ_ROWS, run_items
+    from adatp.outputs import check_output_dir
     from adatp.tasks.jsonl import load_items
     from adatp.tasks.mcq import MCQItem
 
@@ -210,17 +230,23 @@ def mcq(
         raise ConfigError(f"--frames must be >= 1, got {frames}")
     fields = tuple(f.strip() for f in (by or "").split(",") if f.strip())
     loaded = load_items(items, start=start, count=count)
+    if not loaded:
+        raise ConfigError(f"no items to evaluate in {str(items)!r} from --start {start}: the file has no item "
+                          "there (one JSON object a line, see docs/eval-mcq.md)")
     known = {k for item in loaded if isinstance(item, MCQItem) for k in item.metadata}
     unknown = [f for f in fields if f not in known]
     if unknown:
         raise ConfigError(f"--by {','.join(unknown)}: no item has that field; fields: {', '.join(sorted(known)) or 'none'}")
     _check_paired_by(paired, paired_by, known)
+    check_output_dir(out, "--out")
     model_dir = model if model is not None else default_model_dir()
+    check_frame_option(model_dir, frames)  # before any video is read
     task = items.stem
     _evaluate(
         lambda on_item: run_items(model_dir, specs, loaded, task=task, benchmark="mcq", rows=MCQ_ROWS, out_dir=out,
                                   num_frames=frames, on_item=on_item, dtype=dtype, device=device,
-                                  run_info={"items_file": str(items.resolve()), "start": start, "count": count}),
+                                  run_info={"items_file": str(items.resolve()), "start": start, "count": count},
+                                  restart=restart),
         total=len(loaded), description=f"{items.name} x {len(specs)} runs",
         title=f"{items.name}, {len(loaded)} items, {model_dir.name}", by=fields, columns={f: None for f in fields},
         header={"model": str(model_dir), "items_file": str(items), "count": len(loaded)},
@@ -236,12 +262,14 @@ def export_needle(
     shots: Annotated[str, typer.Option(help="single, multi or mixed (as in `adatp eval needle`)")] = "single",
 ) -> None:
     """Write needle items as mp4 clips and a JSONL for `adatp eval mcq` (or lmms-eval)."""
+    from adatp.outputs import check_output_dir
     from adatp.tasks.needle import SPLITS, export_jsonl
 
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     if count < 1 or start < 0:
         raise ConfigError(f"--count must be >= 1 and --start >= 0, got {count} and {start}")
+    check_output_dir(out, "--out")
     typer.echo(str(export_jsonl(split, count, out, start=start, shots=shots)))
 
 
@@ -262,14 +290,15 @@ def _cells(spec, s, cols) -> list[str]:
 
 def _print_table(summaries, title: str, columns) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     cols = _columns(summaries, columns)
-    table = Table(title=f"{title} (accuracy %, 95% Wilson interval)")
+    table = Table(title=escape(f"{title} (accuracy %, 95% Wilson interval)"))
     for col in ["method", "FLOPs (visual)", "kept", "overall", *(v for _, v in cols)]:
-        table.add_column(col, justify="left" if col == "method" else "right")
+        table.add_column(escape(str(col)), justify="left" if col == "method" else "right")
     for spec, s in summaries.items():
-        table.add_row(*_cells(spec, s, cols))
+        table.add_row(*map(escape, _cells(spec, s, cols)))
     Console().print(table)
 
 

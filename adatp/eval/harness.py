@@ -9,6 +9,7 @@ killed run loses nothing; a rerun skips the items already there (a torn last lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -20,7 +21,10 @@ from typing import Any
 import torch
 
 from adatp.errors import ConfigError
-from adatp.eval.results import REQUIRED, append_line, make_header, model_record, open_results, replace_lines
+from adatp.eval.results import (
+    REQUIRED, RESTART_FLAG, RunMismatch, append_line, make_header, model_record, open_results, replace_lines,
+)
+from adatp.eval.lock import exclusive_writer
 from adatp.eval.stats import accuracy, grouped_accuracy
 from adatp.tasks.mcq import LETTERS, BadItem, MCQItem, letter_token_ids
 
@@ -73,10 +77,10 @@ def build_specs(methods: Iterable[str], flops_ratios: Iterable[float] = (), rete
     (:func:`adatp.methods.base.parse_method_spec`: typed, checked, one-line errors).
     """
     from adatp.methods.base import parse_method_spec
-    from adatp.ops.schedule import check_fraction
+    from adatp.ops.schedule import check_target
 
-    targets = [(("flops_ratio", check_fraction("flops ratio", f)),) for f in flops_ratios]
-    targets += [(("retention", check_fraction("retention", r)),) for r in retentions]
+    targets = [tuple(check_target(flops_ratio=f, flags=True).items()) for f in flops_ratios]
+    targets += [tuple(check_target(retention=r, flags=True).items()) for r in retentions]
     specs: list[RunSpec] = []
     for text in methods:
         method, options = parse_method_spec(text)
@@ -193,14 +197,15 @@ def _barrier(world_size: int) -> None:
 
 
 def _merge_shards(run: EvalRun, spec: RunSpec, header: dict[str, Any], rows: RowFormat) -> None:
-    """Fold every process's file into the run's file (each item once), atomically; then drop them."""
+    """Fold every process's file into the run's file (each item once, the latest row), atomically;
+    then drop them."""
     shards = run.shard_paths(spec)
     if not shards:
         return
     merged: dict[str, dict[str, Any]] = {}
     for path in [run.path(spec), *shards]:
         for row in open_results(path, header, rows.required, create=False):
-            merged.setdefault(row[rows.id_key], row)
+            merged[row[rows.id_key]] = row  # a redone item's row (--restart) comes after its old one
     replace_lines(run.path(spec), [header, *merged.values()])  # the shards go only after it
     for path in shards:
         path.unlink()
@@ -220,8 +225,16 @@ def run_items(
     dtype: str = "float32",
     device: str = "cpu",
     run_info: dict[str, Any] | None = None,
+    restart: bool = False,
 ) -> EvalRun:
     """Evaluate every spec on every item, resuming from disk; one results file per spec.
+
+    A row on disk is reused only when its run is this one (:func:`run_identity`: model content,
+    method, options, target, frames, dtype, device class) and its item is unchanged
+    (:func:`item_key`: prompt, options, answer, frame count, video). Otherwise
+    :class:`~adatp.eval.results.RunMismatch` says what differs, or, with ``restart``, the old file
+    is set aside (renamed, not deleted) and changed items are redone. One process writes a results
+    file at a time (:mod:`adatp.eval.lock`).
 
     Each item is prepared once (video read, prompt built) and its vision tower runs once: every
     run on it reuses the tower's output (:func:`adatp.runtime.encode_cache.reuse_outputs`). Items
@@ -230,12 +243,8 @@ def run_items(
     """
     from transformers.utils import logging as hf_logging
 
-    from adatp.families import get_adapter
-    from adatp.errors import InputError, VideoError
-    from adatp.families import inputs_to
-    from adatp.inputs import load_model_config, prepare_inputs, resolve_model
-    from adatp.pipeline import check_device, load_model
-    from adatp.runtime.encode_cache import reuse_outputs
+    from adatp.inputs import load_model_config, resolve_model
+    from adatp.pipeline import check_device
 
     hf_logging.disable_progress_bar()
     rank, world = _distributed()
@@ -249,15 +258,44 @@ def run_items(
     headers = {spec: make_header(model_info, {"benchmark": benchmark, "task": task, "method": spec.method,
                                               "spec": spec.name, "options": spec.options,
                                               "method_config": method_config(spec), "dtype": dtype,
-                                              "device": device, "frames": num_frames, **(run_info or {})})
+                                              "device": device, "frames": num_frames, **(run_info or {})},
+                                 run_identity(spec, model_info["content"], num_frames, dtype, device, benchmark))
                for spec in specs}
     run.model_info = model_info
+    with contextlib.ExitStack() as locks:
+        for spec in specs:  # one writer per file: this process's own, and the run's file on process 0
+            for path in ([run.path(spec)] if rank == 0 else []) + ([run.shard_path(spec, rank)] if world > 1 else []):
+                locks.enter_context(exclusive_writer(path))
+        return _run_locked(run, model_dir, tokenizer, headers, specs, items, rows, num_frames, on_item, dtype, device,
+                           restart)
+
+
+def _run_locked(run: EvalRun, model_dir: Path, tokenizer, headers: dict, specs: list[RunSpec], items, rows: RowFormat,
+                num_frames: int, on_item, dtype: str, device: str, restart: bool) -> EvalRun:
+    """:func:`run_items` once this process holds its results files' locks."""
+    from adatp.errors import InputError, VideoError
+    from adatp.eval.budget import check_video_fits
+    from adatp.families import get_adapter, inputs_to
+    from adatp.inputs import prepare_inputs
+    from adatp.pipeline import load_model
+    from adatp.runtime.encode_cache import reuse_outputs
+
+    rank, world = run.rank, run.world_size
     done: dict[RunSpec, dict[str, dict[str, Any]]] = {}
+    if restart and rank != 0:
+        _barrier(world)  # process 0 sets aside the files of another run first
     for spec in specs:  # the run's file and every process's file: nothing is redone or counted twice
         done[spec] = {}
         for path in [run.path(spec), *run.shard_paths(spec)]:
-            for row in open_results(path, headers[spec], rows.required, create=path == run.path(spec) and rank == 0):
-                done[spec].setdefault(row[rows.id_key], row)
+            for row in open_results(path, headers[spec], rows.required, create=path == run.path(spec) and rank == 0,
+                                    restart=restart and rank == 0):
+                done[spec][row[rows.id_key]] = row  # the latest row of an item wins (a redone item)
+    if restart and rank == 0:
+        _barrier(world)
+    if isinstance(items, list):  # every changed item is found before any work starts
+        for item in items:
+            if isinstance(item, MCQItem):
+                _forget_changed(item, done, run, restart)
     _barrier(world)  # every process has read the files before any writes
     write_to = {spec: run.path(spec) if world == 1 else run.shard_path(spec, rank) for spec in specs}
     if world > 1:
@@ -274,6 +312,7 @@ def run_items(
             if on_item:
                 on_item()
             continue
+        key = _forget_changed(item, done, run, restart)
         wanted[item.item_id] = item.metadata
         mine = _deal([s for s in specs if item.item_id not in done[s]], assigned) == rank  # the same on every process
         todo = [s for s in specs if item.item_id not in done[s] and s not in run.skipped]
@@ -281,6 +320,9 @@ def run_items(
             model = model or load_model(model_dir, dtype=dtype, device=device)
             adapter = adapter or get_adapter(model)
             try:
+                count = item.frames.shape[0] if item.frames is not None else item.num_frames or num_frames
+                check_video_fits(tokenizer, item.prompt(), count, video=item.video, new_tokens=1,
+                                 frame_size=item.frames.shape[1:3] if item.frames is not None else None)
                 frames = item.load_frames(num_frames)
                 inputs = inputs_to(prepare_inputs(model_dir, frames, item.prompt()), model, device)
             except (VideoError, InputError) as exc:
@@ -293,7 +335,7 @@ def run_items(
                     except ConfigError as exc:  # e.g. a target the method cannot reach on this model
                         run.skipped[spec] = str(exc)
                         continue
-                    row = _row(item, spec, answer, rows)
+                    row = _row(item, spec, answer, rows) | {"item_key": key}
                     append_line(write_to[spec], row)
                     done[spec][item.item_id] = row
         if on_item:
@@ -313,6 +355,60 @@ def run_items(
         # Rows written before an item field existed (e.g. shot_type) take it from the item.
         run.results[spec] = [{**meta, **found[i]} for i, meta in wanted.items() if i in found]
     return run
+
+
+def _forget_changed(item: MCQItem, done: dict[RunSpec, dict[str, dict[str, Any]]], run: EvalRun,
+                    restart: bool) -> str:
+    """The item's :func:`item_key`; a row on disk written for other content of this id is refused
+    (:class:`RunMismatch`), or with ``restart`` dropped from ``done`` so the item is redone."""
+    key = item_key(item)
+    for spec, rows in done.items():
+        row = rows.get(item.item_id)
+        if row is None or row.get("item_key") in (None, key):  # rows written before item keys: not checkable
+            continue
+        if not restart:
+            raise RunMismatch(
+                f"{run.path(spec)}: item {item.item_id!r} changed since its row was written (question, options, answer, "
+                f"prompt, frame count or video): pass {RESTART_FLAG} to redo the changed items, or another --out")
+        del rows[item.item_id]
+    return key
+
+
+def run_identity(spec: RunSpec, model_content: str, num_frames: int, dtype: str, device: str,
+                 benchmark: str) -> dict[str, Any]:
+    """Everything of a run that decides its rows, besides each item (:func:`item_key`): the model's
+    full content (:func:`adatp.models.identity.model_fingerprint`: weights, config, tokenizer, chat
+    template, preprocessing), the method, its every option with the defaults (seeds included), the
+    target, the default frame count, dtype, and the device's kind (``cuda:0`` and ``cuda:1`` are
+    one kind). The versions of adatp and its libraries are recorded in the header, not compared."""
+    import torch as _torch
+
+    return json.loads(json.dumps({
+        "model_content": model_content, "benchmark": benchmark, "method": spec.method, "options": spec.options,
+        "method_config": method_config(spec), "frames": num_frames, "dtype": dtype,
+        "device_class": _torch.device(device).type, "answer_rule": "highest first-token logit among option letters",
+    }, sort_keys=True, default=str))
+
+
+def item_key(item: MCQItem) -> str:
+    """16 hex digits of an item's content: its full prompt (question and options as the model reads
+    them), options, answer, frame count, and its video: the frames' bytes when given, else the
+    file's name, size and modification time (a stat, so a long video is not read to check it)."""
+    import hashlib
+
+    if item.frames is not None:
+        video: Any = {"frames_sha256": hashlib.sha256(item.frames.tobytes()).hexdigest(),
+                      "shape": list(item.frames.shape)}
+    else:
+        path = Path(item.video)
+        try:
+            st = path.stat()
+            video = {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        except OSError:
+            video = {"name": path.name, "missing": True}
+    content = {"prompt": item.prompt(), "options": item.options, "answer": item.answer, "num_frames": item.num_frames,
+               "video": video}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _deal(remaining: list, assigned: list[int]) -> int:
@@ -368,6 +464,7 @@ def run_needle(
     on_item: Callable[[], None] | None = None,
     dtype: str = "float32",
     device: str = "cpu",
+    restart: bool = False,
 ) -> EvalRun:
     """Evaluate every spec on needle items ``start .. start+count-1`` of ``split`` (``shots``: single,
     multi or mixed, :func:`adatp.tasks.needle.iter_items`), resuming from disk."""
@@ -380,7 +477,7 @@ def run_needle(
     items = (item.as_mcq() for item in iter_items(split, count, start=start, kinds=kinds, shots=shots))
     return run_items(model_dir, specs, items, task=split, benchmark="needle", rows=NEEDLE_ROWS, out_dir=out_dir,
                      on_item=on_item, dtype=dtype, device=device,
-                     run_info={"split": split, "start": start, "count": count, "shots": shots})
+                     run_info={"split": split, "start": start, "count": count, "shots": shots}, restart=restart)
 
 
 def summarize(rows: list[dict[str, Any]], by: tuple[str, ...] = ("kind", "position")) -> dict[str, Any]:

@@ -1,14 +1,16 @@
 """Results files: one JSONL per run, a header line first, one row per item, never silently lost.
 
 The first line is a header: ``{"adatp_results": 1, "model": {...identity...}, "run": {...},
-"versions": {...}}``. Every following line is one item's result. Appends are flushed and fsynced,
+"identity": {...}, "versions": {...}}``. Every following line is one item's result. Appends are flushed and fsynced,
 so a killed run loses at most the line being written:
 
 - a torn *last* line (no newline at the end of the file) is the only thing ever removed;
 - a corrupt or malformed line anywhere else is reported with its file and line number, skipped
   (its item is evaluated again), and left in the file;
-- a file written for another model (a different identity: config + weights' fingerprint, see
-  :mod:`adatp.models.identity`) refuses to be resumed, naming both models.
+- a file written for another run refuses to be resumed, saying what differs (the header's
+  ``identity``: the model's full content, method, options, target, frames, dtype, device kind;
+  :func:`open_results`), unless ``restart`` sets it aside; each row carries its item's key, checked
+  by :func:`adatp.eval.harness.run_items`.
 Files written before headers existed (legacy) are read as they are, with a warning that the
 model could not be checked.
 """
@@ -116,43 +118,115 @@ def replace_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def model_record(model_dir: Path) -> dict[str, str]:
-    """The model as a results file names it: its directory, identity and config hash."""
-    from adatp.models.identity import config_hash, model_identity
+    """The model as a results file names it: its directory, identity (sampled, :func:`model_identity`;
+    older files name the model by it), config hash, and ``content``: SHA-256 of every byte of the
+    checkpoint (:func:`~adatp.models.identity.model_fingerprint`, cached by file stat)."""
+    from adatp.models.identity import config_hash, model_fingerprint, model_identity
 
-    return {"dir": str(model_dir), "identity": model_identity(model_dir), "config_sha256": config_hash(model_dir)}
+    return {"dir": str(model_dir), "identity": model_identity(model_dir), "config_sha256": config_hash(model_dir),
+            "content": model_fingerprint(model_dir)}
 
 
-def make_header(model: dict[str, str], run: dict[str, Any]) -> dict[str, Any]:
+def make_header(model: dict[str, str], run: dict[str, Any], identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The header of a results file: the model (:func:`model_record`), the run's configuration
-    (method, options, data), and the adatp / torch / transformers versions."""
+    (method, options, data), the run's ``identity`` (what a resumed row must match, compared by
+    :func:`open_results`) and the adatp / torch / transformers versions."""
     from adatp.environment import run_versions
 
-    return {HEADER_KEY: FORMAT_VERSION, "model": model, "run": run, "versions": run_versions()}
+    header = {HEADER_KEY: FORMAT_VERSION, "model": model, "run": run, "versions": run_versions()}
+    if identity is not None:
+        header["identity"] = identity
+    return header
+
+
+class RunMismatch(ConfigError):
+    """A results file (or a row in it) is of another run: another model, frames, method options,
+    item content, ...; it is never reused silently (``--restart`` sets the file aside)."""
+
+
+#: The flag that starts a run afresh when its results file is of another run (named in errors).
+RESTART_FLAG = "--restart"
 
 
 def open_results(path: Path, header: dict[str, Any], required: dict[str, type] = REQUIRED,
-                 create: bool = True) -> list[dict[str, Any]]:
-    """Rows already in ``path`` after checking they come from the same model (with ``create``,
+                 create: bool = True, restart: bool = False) -> list[dict[str, Any]]:
+    """Rows already in ``path`` after checking they come from the same run (with ``create``,
     writes the header of a new file).
 
+    The same run: the header's ``identity`` (everything that decides a row: the model's full
+    content, method, options and seeds, target, frames, dtype, device class; see
+    :func:`adatp.eval.harness.run_identity`) is equal. Files written before headers carried it are
+    checked by model only, with a warning. With ``restart`` a file of another run is renamed
+    aside (:func:`set_aside`, with a warning) and the run starts afresh.
+
     Raises:
-        ConfigError: the file was written by a model of another identity.
+        RunMismatch: the file is of another run (one line saying what differs, and the flag).
     """
     old, rows = read_results_file(path, required)
+    if old is not None:
+        differs = run_differences(old, header)
+        if differs and not restart:
+            raise RunMismatch(f"{path} holds results of {'; '.join(differs)}: pass {RESTART_FLAG} to set that file "
+                              "aside and start afresh, or another --out")
+        if differs:
+            set_aside(path)
+            old, rows = None, []
+        elif "identity" not in old and "identity" in header:
+            warnings.warn(ResultsWarning(
+                f"{path}: written before results files recorded the whole run (frames, options, item contents); "
+                f"resuming it after checking the model only (pass {RESTART_FLAG} to start afresh)"), stacklevel=2)
     if old is None:
         if rows:
             warnings.warn(ResultsWarning(f"{path}: written before results files recorded their model; resuming it "
                                          "without checking that the model is the same"), stacklevel=2)
         elif create and (not path.is_file() or path.stat().st_size == 0):
             append_line(path, header)
-        return rows
-    was, now = old.get("model", {}), header["model"]
-    if was.get("identity") != now["identity"] and not _older_identity_of(was.get("identity"), now["dir"]):
-        raise ConfigError(
-            f"{path} holds results of model {was.get('dir')!r} (identity {was.get('identity')}), not of "
-            f"{now['dir']!r} (identity {now['identity']}): pass another --out, or delete the file to start again"
-        )
     return rows
+
+
+def run_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two results headers, as phrases (empty: the same run).
+
+    Headers with an ``identity`` compare it key by key; older ones compare the model's identity
+    (under every fingerprint scheme)."""
+    was, now = old.get("model", {}), new["model"]
+    model = (f"model {was.get('dir')!r} (identity {was.get('identity')}), not of {now['dir']!r} "
+             f"(identity {now['identity']})")
+    if "identity" not in old or "identity" not in new:
+        same = was.get("identity") == now["identity"] or _older_identity_of(was.get("identity"), now["dir"])
+        return [] if same else [model]
+    a, b = old["identity"], new["identity"]
+    out = []
+    for key in sorted(set(a) | set(b), key=lambda k: (k != "model_content", k)):
+        if a.get(key) != b.get(key):
+            if key == "model_content":
+                out.append(f"model {was.get('dir')!r} (content {str(a.get(key))[:16]}), not of {now['dir']!r} "
+                           f"(content {str(b.get(key))[:16]})")
+            else:
+                out.append(f"{key} {_short(a.get(key))}, not {_short(b.get(key))}")
+    return out
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a results file of another run to ``<name>.replaced-<UTC time>.jsonl`` beside it
+    (nothing is deleted), with a warning naming both; returns the new name."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    target = path.with_name(f"{stem}.replaced-{stamp}.jsonl")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{stem}.replaced-{stamp}-{n}.jsonl")
+    os.replace(path, target)
+    warnings.warn(ResultsWarning(f"{path}: of another run; set aside as {target.name}, starting afresh"), stacklevel=3)
+    return target
 
 
 def _older_identity_of(identity: str | None, model_dir: str) -> bool:

@@ -110,6 +110,14 @@ class AdaTPModel(lmms):
         self.prune_options = {k: v for k, v in options.items() if v is not None}
         if method != "none" and not any(k in self.prune_options for k in ("flops_ratio", "retention", "schedule")):
             raise ConfigError(f"method {method!r} needs a target: flops_ratio=, retention= or schedule=")
+        if method != "none":  # the method's own checks (NaN included) before the model loads
+            from adatp.methods.base import build_method
+            from adatp.ops.schedule import parse_schedule
+
+            own = {k: v for k, v in self.prune_options.items() if k != "relevance"}
+            if isinstance(own.get("schedule"), str):
+                own["schedule"] = parse_schedule(own["schedule"])
+            build_method(method, **own)
         self.max_frames_num = int(max_frames_num)
         if self.max_frames_num < 1:
             raise ConfigError(f"max_frames_num must be >= 1, got {max_frames_num}")
@@ -209,9 +217,11 @@ class AdaTPModel(lmms):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _frames(self, visuals: Any) -> np.ndarray:
-        """One video's frames from what ``doc_to_visual`` returned (a path, or decoded frames)."""
+    def _frames(self, visuals: Any, question: str) -> np.ndarray:
+        """One video's frames from what ``doc_to_visual`` returned (a path, or decoded frames); a
+        video file is checked against the model's context before a frame is decoded."""
         from adatp.errors import InputError
+        from adatp.eval.budget import check_video_fits
         from adatp.inputs import NO_VIDEO
         from adatp.video import read_video
 
@@ -223,6 +233,7 @@ class AdaTPModel(lmms):
         if isinstance(visuals, dict):  # e.g. {"video_path": ...} or {"path": ...}
             visuals = visuals.get("video_path") or visuals.get("path") or visuals.get("video")
         if isinstance(visuals, (str, Path)):
+            check_video_fits(self.tokenizer, question, self.max_frames_num, video=visuals)
             return read_video(visuals, num_frames=self.max_frames_num)
         if isinstance(visuals, (np.ndarray, torch.Tensor)) and visuals.ndim == 4:
             return np.asarray(visuals)
@@ -235,7 +246,7 @@ class AdaTPModel(lmms):
 
         for placeholder in PLACEHOLDERS:  # simple tasks may mark the media's place; adatp puts the video first
             context = context.replace(placeholder, "")
-        batch = prepare_inputs(self.tokenizer, self._frames(visuals), context.strip())
+        batch = prepare_inputs(self.tokenizer, self._frames(visuals, context.strip()), context.strip())
         return inputs_to(batch, self.model, self._device)
 
     @torch.no_grad()

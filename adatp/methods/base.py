@@ -9,17 +9,18 @@ positions, the KV cache, the report. Methods register themselves with :func:`reg
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from adatp.families import VideoSpan
+from adatp.layout import VideoSpan
 from adatp.errors import ConfigError
 from adatp.ops.budgets import tokens_for_retention
 from adatp.ops.flops import DecoderDims
-from adatp.ops.schedule import Schedule, scale_to_flops_ratio, scale_to_retention, validate_schedule
+from adatp.ops.schedule import Schedule, check_target, scale_to_flops_ratio, scale_to_retention, validate_schedule
 
 
 @dataclass
@@ -160,6 +161,16 @@ class MethodPlan(PromptPlan):
         return self.method.kept_per_group(kept)
 
 
+def check_finite_options(config: Any) -> None:
+    """Every float option of a method's config is a finite number: NaN slips through every ``<`` and
+    ``>`` check (``alpha=nan``, ``segment_threshold=nan``), so it is refused here, by name, for
+    every method and every caller (API, command line, lmms-eval)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+
+
 @dataclass
 class TargetConfig:
     """The cost target shared by every method: at most one of retention / flops_ratio.
@@ -175,8 +186,8 @@ class TargetConfig:
     flops_ratio: float | None = field(default=None, metadata={"help": "visual-only FLOPs ratio vs vanilla"})
 
     def __post_init__(self) -> None:
-        if self.retention is not None and self.flops_ratio is not None:
-            raise ConfigError("give retention or flops_ratio, not both")
+        check_finite_options(self)
+        check_target(self.retention, self.flops_ratio)
         if self.schedule is not None:
             self.schedule = validate_schedule([tuple(s) for s in self.schedule])
 

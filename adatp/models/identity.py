@@ -1,4 +1,8 @@
-"""A model directory's identity: which weights a result came from, without reading them whole.
+"""A model directory's identity: which weights a result came from.
+
+Two fingerprints: :func:`model_fingerprint` hashes every byte of every file (cached per file by
+its stat), and is what a results file's run identity compares; :func:`model_identity`, below, reads
+samples only and names the model in results headers (older files are checked by it).
 
 Results are resumed by item id, so a results file must not be continued by another model that
 happens to live in a directory of the same name (or by a retrained one in the same directory).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import time
 from pathlib import Path
 
 from adatp.errors import ConfigError
@@ -90,3 +95,74 @@ def model_identities(model_dir: str | os.PathLike[str]) -> list[str]:
 def config_hash(model_dir: str | os.PathLike[str]) -> str:
     """SHA-256 (16 hex digits) of ``config.json``'s bytes."""
     return hashlib.sha256((Path(model_dir) / "config.json").read_bytes()).hexdigest()[:16]
+
+
+# --- the full-content fingerprint (every byte) ------------------------------------------------
+
+HASH_CHUNK = 8 << 20
+RACY_SECONDS = 2.0
+
+
+def _file_sha256(path: Path, cache: Path | None) -> str:
+    """SHA-256 of every byte of ``path``, cached under ``cache`` by the file's (path, size, mtime in
+    ns, inode, device): a changed file gets a new key, so a stale digest is never read back."""
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_dev}".encode())
+    entry = cache / f"{key.hexdigest()[:40]}.sha256" if cache is not None else None
+    if entry is not None:
+        try:
+            digest = entry.read_text(encoding="ascii").strip()
+            if len(digest) == 64:
+                return digest
+        except OSError:
+            pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_CHUNK):
+            digest.update(block)
+    value = digest.hexdigest()
+    # A file modified in the last seconds may change again within the file system's timestamp
+    # granularity without its stat changing: its digest is not cached (git's "racily clean" rule).
+    if entry is not None and time.time() - st.st_mtime > RACY_SECONDS:
+        try:  # a read-only cache only costs the next run the hashing again
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
+            tmp.write_text(value, encoding="ascii")
+            os.replace(tmp, entry)
+        except OSError:
+            pass
+    return value
+
+
+def default_hash_cache() -> Path:
+    """Where file digests are cached: ``<adatp cache>/file-sha256`` (``$ADATP_CACHE`` or ~/.cache/adatp)."""
+    from adatp.models.tiny import default_cache_dir
+
+    return default_cache_dir() / "file-sha256"
+
+
+def model_fingerprint(model_dir: str | os.PathLike[str], cache: Path | None | bool = True) -> str:
+    """SHA-256 (hex) of a checkpoint's whole content: every file under ``model_dir`` (names starting
+    with ``.`` left out), by relative path and every byte: weights, config, tokenizer, chat
+    template, preprocessing settings, relevance scorer.
+
+    Unlike :func:`model_identity` nothing is sampled, so a change of any byte (a projector-only
+    fine-tune) changes it. Each file's digest is cached by (path, size, mtime, inode)
+    (``cache``: a folder, True for :func:`default_hash_cache`, False/None for none), so a 15 GB
+    checkpoint is read once, not at every run. Moving or copying a checkpoint keeps the
+    fingerprint (it is hashed again, once, at its new place).
+
+    Raises:
+        ConfigError: no ``config.json`` in ``model_dir``.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"{str(model_dir)!r} has no config.json: pass a local checkpoint directory")
+    folder = default_hash_cache() if cache is True else (cache or None)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(model_dir)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        digest.update(f"{relative.as_posix()}\0{_file_sha256(path, folder)}\0".encode())
+    return digest.hexdigest()

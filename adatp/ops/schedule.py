@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from adatp.errors import ConfigError
@@ -26,14 +27,34 @@ def default_schedule(num_layers: int) -> Schedule:
 
 
 def check_fraction(name: str, value: float) -> float:
-    """Retentions and FLOPs ratios live in (0, 1]."""
+    """Retentions and FLOPs ratios live in (0, 1] (NaN and infinities are refused, by name)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}") from None
+    if not math.isfinite(v):
+        raise ConfigError(f"{name} must be a finite number in (0, 1], got {value!r}")
     if not 0.0 < v <= 1.0:
         raise ConfigError(f"{name} must be in (0, 1], got {value!r}")
     return v
+
+
+def check_target(retention: float | None = None, flops_ratio: float | None = None, *,
+                 flags: bool = False) -> dict[str, float]:
+    """The one check of a cost target, shared by the API, the method configs and every command:
+    at most one of ``retention`` / ``flops_ratio``, each a finite number in (0, 1].
+
+    ``flags`` names them as the command line does (``--retention``, ``--flops-ratio``). Returns the
+    given ones as floats, e.g. ``{"flops_ratio": 0.273}``.
+    """
+    names = {"retention": "--retention" if flags else "retention",
+             "flops_ratio": "--flops-ratio" if flags else "flops_ratio"}
+    if retention is not None and flops_ratio is not None:
+        raise ConfigError(f"give {names['retention']} or {names['flops_ratio']}, not both")
+    given = {"retention": retention, "flops_ratio": flops_ratio}
+    return {key: check_fraction(names[key], value) for key, value in given.items() if value is not None}
 
 
 def validate_schedule(schedule: Sequence[tuple[int, float]], num_layers: int | None = None) -> Schedule:

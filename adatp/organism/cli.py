@@ -13,9 +13,10 @@ app = typer.Typer(name="organism", no_args_is_help=True, add_completion=False, p
 
 def _steps():
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True)
-    return console, (lambda text: console.print(f"[dim]·[/] {text}"))
+    return console, (lambda text: console.print(f"[dim]·[/] {escape(str(text))}"))
 
 
 @app.command()

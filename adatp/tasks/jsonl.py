@@ -79,7 +79,8 @@ def load_items(path: str | Path, *, start: int = 0, count: int | None = None) ->
     if not path.is_file():
         raise ConfigError(f"items file not found: {str(path)!r} (one JSON object a line, see docs/eval-mcq.md)")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # JSONL lines end at "\n" only: str.splitlines would also cut at U+2028, U+0085, ... inside a string
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
     if start < 0 or (count is not None and count < 1):

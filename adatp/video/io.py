@@ -80,6 +80,11 @@ def read_video(path: PathLike, num_frames: int = 32) -> np.ndarray:
         raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
     path = _check_file(path)
     hint = _header_frame_count(path)
+    height, width = video_frame_size(path)
+    if height and width:  # before any frame is decoded: a frame count that cannot fit is one line
+        from adatp.video.memory import check_decode_memory
+
+        check_decode_memory(num_frames, height, width, repr(str(path)))
     if hint > 0:
         indices = sample_frame_indices(hint, num_frames)
         count, kept = _decode(path, frozenset(indices.tolist()))
@@ -158,6 +163,15 @@ def _header_frame_count(path: Path) -> int:
     """The frame count the header claims (0 when unknown); checks the file opens and has video."""
     with _open(path) as container:
         return max(int(_video_stream(container, path).frames or 0), 0)
+
+
+def video_frame_size(path: PathLike) -> tuple[int, int]:
+    """(height, width) of the video's frames from its header, nothing decoded ((0, 0) when the
+    header does not say)."""
+    path = _check_file(path)
+    with _open(path) as container:
+        context = _video_stream(container, path).codec_context
+        return int(context.height or 0), int(context.width or 0)
 
 
 def _fps(stream: av.video.stream.VideoStream) -> float:

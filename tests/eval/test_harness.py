@@ -18,7 +18,7 @@ def test_build_specs_runs_none_once_and_checks_targets():
         build_specs(["magic"], [0.5])
     with pytest.raises(ConfigError, match="needs a target"):
         build_specs(["adatp"])
-    with pytest.raises(ConfigError, match="flops ratio"):
+    with pytest.raises(ConfigError, match="flops-ratio"):
         build_specs(["adatp"], [1.5])
 
 
@@ -100,8 +100,8 @@ def test_eval_needle_cli_end_to_end(tiny_model_dir, tmp_path):
     "args, message",
     [
         (["--method", "magic", "--flops-ratio", ".3"], "unknown method"),
-        (["--method", "adatp", "--flops-ratio", "0"], "flops ratio"),
-        (["--method", "adatp", "--flops-ratio", "1.5"], "flops ratio"),
+        (["--method", "adatp", "--flops-ratio", "0"], "--flops-ratio"),
+        (["--method", "adatp", "--flops-ratio", "1.5"], "--flops-ratio"),
         (["--method", "adatp", "--flops-ratio", ".3", "--split", "dev"], "unknown split"),
     ],
 )

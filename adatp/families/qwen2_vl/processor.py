@@ -76,6 +76,20 @@ class Qwen2VLProcessor(VideoProcessor):
         return grids * (h // settings.patch_size) * (w // settings.patch_size) // settings.merge_size**2
 
     @classmethod
+    def prompt_tokens_for_size(cls, model_dir, config, tokenizer, question: str, system_prompt: str | None,
+                               num_frames: int, height: int, width: int) -> tuple[int, int]:
+        """(text tokens, video-block tokens) of the prompt :meth:`build_inputs` would build for
+        ``num_frames`` frames of ``height`` x ``width``, from the sizes alone: the pads, plus what
+        :meth:`expand_video` writes around them (Qwen3-VL's timestamps, GLM's markers and seconds)."""
+        settings = load_qwen_settings(model_dir, config, cls)
+        grids = -(-num_frames // settings.temporal_patch_size)
+        markers = cls.expand_video(cls.pad_token, grids, 0, cls.grid_times(num_frames, settings.fps, settings.temporal_patch_size))
+        prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, cls.placeholder)
+        text = tokenizer(cls.text_without_video(prompt), add_special_tokens=False)["input_ids"]
+        marks = tokenizer(markers, add_special_tokens=False, verbose=False)["input_ids"] if markers else []
+        return len(text), len(marks) + cls.tokens_for_video(model_dir, config, num_frames, height, width)
+
+    @classmethod
     def grid_times(cls, num_frames: int, fps: float, temporal: int) -> list[float]:
         """The time of each token grid that :meth:`expand_video` writes: the mean time of its frames."""
         return grid_timestamps(num_frames, fps, temporal)
