@@ -159,6 +159,11 @@ class ModelAdapter(ABC):
         lm = self.language_model()
         return list(lm.layers[: lm.config.num_hidden_layers])
 
+    def layer_attention(self, index: int) -> str:
+        """The token mixer of decoder layer ``index``: ``full_attention`` (softmax attention) here;
+        hybrid stacks also have ``linear_attention`` layers (Qwen3.5), scored by their own q/k."""
+        return "full_attention"
+
     def frame_feature_module(self) -> nn.Module | None:
         """A module whose first positional input is the video's patch features (T, P, d_v), or
         None when the global feature is read from the projected tokens (``token_mean``)."""

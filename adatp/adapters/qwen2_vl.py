@@ -75,10 +75,14 @@ class Qwen2VLAdapter(ModelAdapter):
         layer_types = getattr(text, "layer_types", None) or []
         if getattr(text, "use_sliding_window", False) or "sliding_attention" in layer_types:
             raise UnsupportedModelError("sliding-window attention layers are not supported: their cache drops tokens by position")
-        for layer in self.decoder_layers():
-            attn = getattr(layer, "self_attn", None)
-            if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
-                raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling")
+        for index, layer in enumerate(self.decoder_layers()):
+            self.check_decoder_layer(index, layer)
+
+    def check_decoder_layer(self, index: int, layer: nn.Module) -> None:
+        """Raise UnsupportedModelError when decoder layer ``index`` lacks what scoring reads."""
+        attn = getattr(layer, "self_attn", None)
+        if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
+            raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling")
 
     # --- structure -------------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ ARCHITECTURES: dict[str, str] = {
     "qwen2-vl-7b-instruct": "qwen2-vl-7b-instruct.json",
     "qwen2.5-vl-7b-instruct": "qwen2.5-vl-7b-instruct.json",
     "qwen3-vl-8b-instruct": "qwen3-vl-8b-instruct.json",
+    "qwen3.5-27b": "qwen3.5-27b.json",
+    "qwen3.5-35b-a3b": "qwen3.5-35b-a3b.json",
 }
 
 SOURCE_KEY = "_source"

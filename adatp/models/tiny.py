@@ -313,6 +313,14 @@ QWEN_TINY_SIZES: dict[str, dict[str, Any]] = {
     "qwen3_vl": dict(text_layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, head_dim=32,
                      mrope_section=[6, 5, 5], vision_hidden=32, vision_layers=3, vision_heads=2, vision_intermediate=64),
 }
+# Qwen3.5: rotary on a quarter of head_dim (64 -> 16 dims, 11:11:10 of 32 -> 3:3:2 of 8); the real
+# layer pattern (three linear_attention layers, then one full_attention) cut to text_layers.
+QWEN_TINY_SIZES["qwen3_5"] = dict(
+    text_layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, head_dim=64, mrope_section=[3, 3, 2],
+    linear_key_heads=2, linear_value_heads=4, linear_head_dim=16, vision_hidden=32, vision_layers=2, vision_heads=2,
+    vision_intermediate=64)
+QWEN_TINY_SIZES["qwen3_5_moe"] = dict(
+    QWEN_TINY_SIZES["qwen3_5"], intermediate=None, experts=4, experts_per_token=2, expert_intermediate=32)
 
 #: Preprocessing of the real checkpoints (their preprocessor_config.json / video_preprocessor_config.json).
 #: Qwen2-VL and Qwen2.5-VL: CLIP mean/std, 14 px patches, min_pixels 56*56, max_pixels 28*28*16384 for
@@ -334,6 +342,9 @@ QWEN_PREPROCESSOR: dict[str, dict[str, Any]] = {
 #: Tiny models keep frames small: at most this many pixels a frame (8 x 8 patches of 14 px = 112 x 112).
 TINY_MAX_PIXELS = {"qwen2_vl": 112 * 112, "qwen2_5_vl": 112 * 112, "qwen3_vl": 16 * 128 * 128}  # Qwen3-VL: whole video
 TINY_MIN_PIXELS = {"qwen2_vl": 56 * 56, "qwen2_5_vl": 56 * 56, "qwen3_vl": 64 * 64}
+for _family in ("qwen3_5", "qwen3_5_moe"):  # Qwen3.5 preprocesses video as Qwen3-VL does (Qwen3VLProcessor)
+    QWEN_PREPROCESSOR[_family] = QWEN_PREPROCESSOR["qwen3_vl"]
+    TINY_MAX_PIXELS[_family], TINY_MIN_PIXELS[_family] = TINY_MAX_PIXELS["qwen3_vl"], TINY_MIN_PIXELS["qwen3_vl"]
 
 
 def architecture_model_type(name: str) -> str:
@@ -368,7 +379,7 @@ def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: An
     if unknown:
         raise ConfigError(f"unknown tiny size(s) {unknown}; valid: {sorted(QWEN_TINY_SIZES[family])}")
     s = dict(QWEN_TINY_SIZES[family], **sizes)
-    ints = {k: v for k, v in s.items() if k not in ("head_dim", "mrope_section")}
+    ints = {k: v for k, v in s.items() if k not in ("head_dim", "mrope_section") and not (k == "intermediate" and v is None)}
     bad = {k: v for k, v in ints.items() if not isinstance(v, int) or v < 1}
     if bad:
         raise ConfigError(f"tiny model sizes must be positive integers, got {bad}")
@@ -377,8 +388,9 @@ def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: An
         raise ConfigError(f"hidden={s['hidden']} must be a multiple of heads={s['heads']}")
     if s["heads"] % s["kv_heads"]:
         raise ConfigError(f"heads={s['heads']} must be a multiple of kv_heads={s['kv_heads']} (grouped-query attention)")
-    if sum(s["mrope_section"]) * 2 != head_dim:
-        raise ConfigError(f"mrope_section {s['mrope_section']} must sum to head_dim / 2 = {head_dim // 2}")
+    rotary = int(head_dim * data.get("text_config", {}).get("rope_parameters", {}).get("partial_rotary_factor", 1.0))
+    if sum(s["mrope_section"]) * 2 != rotary:
+        raise ConfigError(f"mrope_section {s['mrope_section']} must sum to the rotary dims / 2 = {rotary // 2}")
     if s["vision_hidden"] % s["vision_heads"]:
         raise ConfigError(f"vision_hidden={s['vision_hidden']} must be a multiple of vision_heads={s['vision_heads']}")
     tokenizer = build_tiny_tokenizer(qwen_vl=True)
@@ -396,7 +408,10 @@ def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: An
         vision_start_token_id=ids["vision_start"], vision_end_token_id=ids["vision_end"],
     )
     vision = data["vision_config"]
-    if family == "qwen3_vl":
+    if family in ("qwen3_5", "qwen3_5_moe"):
+        _shrink_qwen3_5(data, s, text, head_dim)
+        data.update(multimodal)
+    elif family == "qwen3_vl":
         data["text_config"].update(text, head_dim=head_dim, dtype="float32")
         data["text_config"]["rope_scaling"]["mrope_section"] = list(s["mrope_section"])
         depth = s["vision_layers"]
@@ -421,6 +436,24 @@ def tiny_qwen_vl_config(arch: str, *, vocab_size: int | None = None, **sizes: An
     config._attn_implementation = "sdpa"
     config.text_config._attn_implementation = "sdpa"
     return config
+
+
+def _shrink_qwen3_5(data: dict[str, Any], s: dict[str, Any], text: dict[str, Any], head_dim: int) -> None:
+    """Qwen3.5 / Qwen3.5-MoE: the text sizes, the real layer pattern cut to ``text_layers``, small
+    Gated DeltaNet heads, small experts (MoE), and a tower without deepstack."""
+    t = data["text_config"]
+    pattern = t["layer_types"]
+    t.update(text, head_dim=head_dim, dtype="float32", layer_types=[pattern[i % len(pattern)] for i in range(s["text_layers"])],
+             linear_num_key_heads=s["linear_key_heads"], linear_num_value_heads=s["linear_value_heads"],
+             linear_key_head_dim=s["linear_head_dim"], linear_value_head_dim=s["linear_head_dim"])
+    t["rope_parameters"]["mrope_section"] = list(s["mrope_section"])
+    if "experts" in s:  # MoE: no dense MLP width
+        t.pop("intermediate_size", None)
+        t.update(num_experts=s["experts"], num_experts_per_tok=s["experts_per_token"],
+                 moe_intermediate_size=s["expert_intermediate"], shared_expert_intermediate_size=s["expert_intermediate"])
+    data["vision_config"].update(
+        hidden_size=s["vision_hidden"], intermediate_size=s["vision_intermediate"], depth=s["vision_layers"],
+        num_heads=s["vision_heads"], out_hidden_size=s["hidden"], num_position_embeddings=64)
 
 
 def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> Any:
@@ -477,7 +510,7 @@ def build_tiny(name: str, out_dir: str | os.PathLike[str], *, seed: int = 0, **o
     out.mkdir(parents=True, exist_ok=True)
     model = tiny_model(name, seed=seed, **overrides)
     family = model.config.model_type
-    template = QWEN3_VL_CHAT_TEMPLATE if family == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
+    template = QWEN3_VL_CHAT_TEMPLATE if family in ("qwen3_vl", "qwen3_5", "qwen3_5_moe") else QWEN2_VL_CHAT_TEMPLATE
     tokenizer = build_tiny_tokenizer(qwen_vl=True, chat_template=template)
     with _quiet_progress():
         model.save_pretrained(out)

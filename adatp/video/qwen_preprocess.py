@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from adatp.errors import ConfigError, VideoError
 from adatp.video.preprocess import CONFIG_FILES, VideoPreprocessConfig, _read_json
 
-QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe")
+#: families whose video processor sizes the whole video at once (Qwen3VLVideoProcessor; Qwen3.5 uses it too).
+WHOLE_VIDEO_RESIZE = ("qwen3_vl", "qwen3_5", "qwen3_5_moe")
 #: transformers 5.23 class defaults of the video processors, used for keys a checkpoint omits.
 DEFAULTS = {
     "qwen2_vl": dict(min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28, fps=2.0, mean=(0.48145466, 0.4578275, 0.40821073),
@@ -40,6 +42,7 @@ DEFAULTS = {
     "qwen3_vl": dict(min_pixels=128 * 32 * 32, max_pixels=768 * 32 * 32, fps=2.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
 }
 DEFAULTS["qwen2_5_vl"] = DEFAULTS["qwen2_vl"]
+DEFAULTS["qwen3_5"] = DEFAULTS["qwen3_5_moe"] = DEFAULTS["qwen3_vl"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def qwen_video_pixels(frames: np.ndarray, settings: QwenVideoSettings) -> tuple[
     """(T, H, W, 3) uint8 -> (pixel_values_videos (t*H*W, 3*tp*p*p) float32, video_grid_thw (1, 3))."""
     num_frames, height, width = frames.shape[:3]
     factor = settings.patch_size * settings.merge_size
-    if settings.family == "qwen3_vl":
+    if settings.family in WHOLE_VIDEO_RESIZE:
         size = smart_resize_video(num_frames, height, width, settings.temporal_patch_size, factor,
                                   settings.min_pixels, settings.max_pixels)
     else:

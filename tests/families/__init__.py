@@ -24,6 +24,8 @@ FAMILIES = [
 FAMILY_IDS = [f[0] for f in FAMILIES]
 QWEN_IDS = [i for i in FAMILY_IDS if i.startswith("qwen")]
 _BY_ID = {f[0]: f for f in FAMILIES}
+#: families whose grids come with a timestamp each (Qwen3-VL's layout; Qwen3.5 uses the same processor).
+TIMESTAMPED = ("qwen3_vl", "qwen3_5", "qwen3_5_moe")
 #: Qwen-VL tiny frames: 8 x 8 patches, merged 2 x 2 -> a 4 x 4 grid of 16 tokens per temporal grid.
 PATCHES = 8
 
@@ -84,7 +86,7 @@ def make_inputs(
     per_grid = (PATCHES // merge) ** 2
     start, end, pad = cfg.vision_start_token_id, cfg.vision_end_token_id, cfg.video_token_id
     parts = [_ids(prefix, g)]
-    if cfg.model_type == "qwen3_vl":
+    if cfg.model_type in TIMESTAMPED:
         for t in range(grids):
             parts += [_ids(3 + t % 2, g), torch.tensor([[start]]), torch.full((1, per_grid), pad), torch.tensor([[end]])]
     else:
