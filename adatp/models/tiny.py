@@ -466,11 +466,23 @@ def tiny_model(name: str = DEFAULT_ARCH, *, seed: int = 0, **overrides: Any) -> 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config).to(torch.float32).eval()
+    _mild_decays(model)
     text = config.text_config
     model.generation_config = GenerationConfig(
         bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.bos_token_id
     )
     return model
+
+
+def _mild_decays(model: Any) -> None:
+    """Gated DeltaNet layers (Qwen3.5): decay rates A of 0.002 .. 0.05 a token. transformers' random
+    init draws A up to 16, which forgets everything within a token, so the recurrent state would hold
+    only the last token and no test could see which tokens a layer was fed."""
+    with torch.no_grad():
+        for module in model.modules():
+            a_log = getattr(module, "A_log", None)
+            if isinstance(a_log, torch.nn.Parameter):
+                a_log.copy_(torch.linspace(0.002, 0.05, a_log.numel()).log().view_as(a_log))
 
 
 def _qwen_preprocessor_configs(config: Any) -> dict[str, dict[str, Any]]:

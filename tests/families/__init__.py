@@ -20,8 +20,14 @@ FAMILIES = [
     ("qwen2-vl", "qwen2-vl-7b-instruct", {"text_layers": 6}),
     ("qwen2.5-vl", "qwen2.5-vl-7b-instruct", {"text_layers": 6}),
     ("qwen3-vl", "qwen3-vl-8b-instruct", {"text_layers": 6}),
+    # Qwen3.5: layers 0-2 and 4-5 Gated DeltaNet (linear attention), layer 3 full attention.
+    ("qwen3.5", "qwen3.5-27b", {"text_layers": 6}),
+    ("qwen3.5-moe", "qwen3.5-35b-a3b", {"text_layers": 6}),
 ]
 FAMILY_IDS = [f[0] for f in FAMILIES]
+#: families with linear-attention layers, and the schedule their table tests run (a stage at a
+#: linear layer, 2, and one at the full-attention layer, 3).
+HYBRID_SCHEDULE = {"qwen3.5": [(0, 0.5), (2, 0.3), (3, 0.15)], "qwen3.5-moe": [(0, 0.5), (2, 0.3), (3, 0.15)]}
 QWEN_IDS = [i for i in FAMILY_IDS if i.startswith("qwen")]
 _BY_ID = {f[0]: f for f in FAMILIES}
 #: families whose grids come with a timestamp each (Qwen3-VL's layout; Qwen3.5 uses the same processor).
