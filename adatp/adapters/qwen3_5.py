@@ -93,6 +93,12 @@ class Qwen3_5Adapter(Qwen3VLAdapter):
         types = getattr(self.text_config(), "layer_types", None)
         return types[index] if types else "full_attention"
 
+    def check_model(self) -> None:
+        super().check_model()
+        if "full_attention" not in (self.layer_attention(i) for i in range(len(self.decoder_layers()))):
+            # transformers' hybrid cache reads its length from the first attention layer
+            raise UnsupportedModelError("a decoder with no full_attention layer is not supported: its cache has no length")
+
     def check_decoder_layer(self, index: int, layer: nn.Module) -> None:
         kind = self.layer_attention(index)
         if kind not in LAYER_TYPES:
