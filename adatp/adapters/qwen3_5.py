@@ -33,8 +33,8 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from transformers.activations import ACT2FN
 from torch import nn
+from transformers.activations import ACT2FN
 
 from adatp.adapters.base import _rotate_half, register_adapter
 from adatp.adapters.qwen3_vl import Qwen3VLAdapter

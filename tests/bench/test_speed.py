@@ -234,6 +234,9 @@ def test_text_layers_keep_the_real_sizes_and_layer_pattern():
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="--arch"):
         SpeedBench(BenchConfig(["adatp"], [0.5], text_layers=2))
+    with pytest.raises(ConfigError, match="linear") as info:  # it builds one Qwen2 softmax-attention layer
+        scoring_memory("qwen3.5-27b", frames=1, tokens_per_frame=4, text_tokens=4)
+    assert "\n" not in str(info.value)
 
 
 def _tiny_arch_config(name: str, tokens_per_frame: int | None = None, text_layers: int | None = None):
