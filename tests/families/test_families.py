@@ -109,6 +109,24 @@ def test_linear_attention_states_are_those_of_the_tokens_each_layer_saw(fid):
             assert torch.allclose(pruned.layers[i].keys, caches[0].layers[i].keys, atol=1e-6)
 
 
+@pytest.mark.parametrize("fid", sorted(HYBRID_SCHEDULE))
+def test_hybrid_cache_misuse_is_refused_with_one_line(fid):
+    """What cannot decode with uneven per-layer lengths is refused before any layer runs: transformers'
+    static hybrid cache, and a cache that already holds tokens (its length is read from the first
+    full-attention layer; a linear layer's states cannot be rolled back)."""
+    model = family_model(fid)
+    inputs = make_inputs(model)
+    with adatp.prune(model, "adatp", retention=0.2):
+        with pytest.raises(InputError, match="StaticCache") as info:
+            model.generate(**inputs, max_new_tokens=2, cache_implementation="static")
+        assert "\n" not in str(info.value)
+        with torch.no_grad():
+            used = model(input_ids=inputs["input_ids"][:, :3], use_cache=True).past_key_values
+        with pytest.raises(InputError, match="already holds tokens") as info:
+            model(**inputs, past_key_values=used, use_cache=True)
+        assert "\n" not in str(info.value)
+
+
 def test_remove_restores_outputs_weights_and_hooks_bit_for_bit(family):
     _, model, inputs = family
 
