@@ -1,4 +1,4 @@
-"""adatp.prepare_inputs for Qwen2-VL, Qwen2.5-VL and Qwen3-VL model directories (no torchvision)."""
+"""adatp.prepare_inputs for Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 (dense, MoE) model directories (no torchvision)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from adatp.errors import InputError
 from adatp.models.tiny import build_tiny
 from adatp.video.qwen_preprocess import grid_timestamps, patchify, smart_resize, smart_resize_video
 
-NAMES = ["qwen2-vl-7b-instruct", "qwen2.5-vl-7b-instruct", "qwen3-vl-8b-instruct"]
+NAMES = ["qwen2-vl-7b-instruct", "qwen2.5-vl-7b-instruct", "qwen3-vl-8b-instruct", "qwen3.5-27b", "qwen3.5-35b-a3b"]
 
 
 @pytest.fixture(scope="module")

@@ -62,29 +62,43 @@ def materialize(module: nn.Module, device: torch.device | str, dtype: torch.dtyp
     return module
 
 
-def arch_config(name: str, tokens_per_frame: int | None = None):
+def arch_config(name: str, tokens_per_frame: int | None = None, text_layers: int | None = None):
     """The shipped config of a real architecture (SDPA), optionally with another frame grid (where the
-    config fixes the grid; the family's adapter changes it)."""
+    config fixes the grid; the family's adapter changes it) or only its first ``text_layers`` decoder
+    layers (same sizes and layer pattern: a real-size stack that fits a small machine)."""
+    from adatp.errors import ConfigError
     from adatp.families import adapter_class_for
     from adatp.models.configs import load_architecture_config
 
     config = load_architecture_config(name)
     if tokens_per_frame is not None:
         adapter_class_for(config.model_type).resize_config_grid(config, tokens_per_frame)
+    if text_layers is not None:
+        text = config.text_config
+        depth = text.num_hidden_layers
+        if isinstance(text_layers, bool) or not isinstance(text_layers, int) or not 1 <= text_layers <= depth:
+            raise ConfigError(f"--text-layers must be an integer in 1..{depth} for {name}, got {text_layers!r}")
+        text.num_hidden_layers = text_layers
+        if getattr(text, "layer_types", None):
+            text.layer_types = list(text.layer_types[:text_layers])
+        if getattr(text, "max_window_layers", None) is not None:
+            text.max_window_layers = min(text.max_window_layers, text_layers)
     config._attn_implementation = "sdpa"
     config.text_config._attn_implementation = "sdpa"
     config.vision_config._attn_implementation = "sdpa"
     return config
 
 
-def build_arch_model(name: str, device: torch.device, dtype: torch.dtype, tokens_per_frame: int | None = None):
-    """A real-size model of a shipped architecture with cheap deterministic weights (parameters built on meta)."""
+def build_arch_model(name: str, device: torch.device, dtype: torch.dtype, tokens_per_frame: int | None = None,
+                     text_layers: int | None = None):
+    """A real-size model of a shipped architecture with cheap deterministic weights (parameters built on
+    meta), optionally cut to its first ``text_layers`` decoder layers."""
     import transformers
     from transformers import GenerationConfig
 
     from adatp.families import supported_model_types
 
-    config = arch_config(name, tokens_per_frame)
+    config = arch_config(name, tokens_per_frame, text_layers)
     model_class = getattr(transformers, supported_model_types()[config.model_type])
     with parameters_on_meta():
         model = model_class(config)

@@ -22,6 +22,7 @@ def speed(
     frames: Annotated[int | None, typer.Option(help="video frames (default 16 for adatp-tiny, 32 otherwise)")] = None,
     tokens_per_frame: Annotated[int | None, typer.Option(help="pooled tokens a frame, a square (--arch only; default from the config)")] = None,
     text_tokens: Annotated[int, typer.Option(help="text tokens around the video (--arch only)")] = 64,
+    text_layers: Annotated[int | None, typer.Option(help="keep the first N decoder layers, real sizes (--arch only; small machines)")] = None,
     repeats: Annotated[int, typer.Option(help="timed rounds (every method once per round)")] = 3,
     warmup: Annotated[int, typer.Option(help="untimed rounds first")] = 1,
     new_tokens: Annotated[int, typer.Option(help="greedy tokens decoded after each prefill (0: no decode)")] = 16,
@@ -41,7 +42,7 @@ def speed(
 
     cfg = BenchConfig(
         methods=parse_list(methods, "--methods"), flops_ratios=parse_ratios(flops_ratios), model_dir=model, arch=arch,
-        frames=frames, tokens_per_frame=tokens_per_frame, text_tokens=text_tokens, device=device, dtype=dtype,
+        frames=frames, tokens_per_frame=tokens_per_frame, text_tokens=text_tokens, text_layers=text_layers, device=device, dtype=dtype,
         repeats=repeats, warmup=warmup, new_tokens=new_tokens, encode_once=encode_once,
     )
     bench = SpeedBench(cfg)  # validates everything before any model is loaded

@@ -89,16 +89,17 @@ class Subject:
 
 
 def load_arch(arch: str, frames: int | None, tokens_per_frame: int | None, text_tokens: int,
-              device: torch.device, dtype: torch.dtype) -> Subject:
+              device: torch.device, dtype: torch.dtype, text_layers: int | None = None) -> Subject:
     """A real-size ``arch`` with cheap weights and synthetic inputs of ``frames`` frames (default 32)."""
     from adatp.bench.arch import build_arch_model
 
     t0 = time.perf_counter()
-    model = build_arch_model(arch, device, dtype, tokens_per_frame)
+    model = build_arch_model(arch, device, dtype, tokens_per_frame, text_layers)
     frames = frames or 32
     inputs = family_inputs(model, frames, text_tokens, device, dtype, tokens_per_frame)
     info = {
         "source": "arch", "name": arch, "random_weights": True, "build_s": time.perf_counter() - t0,
+        "text_layers": model.config.text_config.num_hidden_layers,
         "note": "real-size architecture from the shipped config with cheap deterministic weights: "
                 "speed and memory only, accuracy is NOT measured",
     }

@@ -21,6 +21,9 @@ def build_decoder_layer(arch: str, dtype: torch.dtype = torch.float32, seed: int
     from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RotaryEmbedding
 
     text = arch_config(arch).text_config
+    if "linear_attention" in (getattr(text, "layer_types", None) or ()):
+        raise ConfigError(f"{arch} mixes linear- and full-attention layers; scoring-memory measures one Qwen2 "
+                          "softmax-attention layer: pick a Qwen2-decoder architecture (e.g. llava-onevision-qwen2-7b-ov-hf)")
     text._attn_implementation = "sdpa"
     with parameters_on_meta():
         layer = Qwen2DecoderLayer(text, layer_idx=0)

@@ -56,6 +56,7 @@ class BenchConfig:
     frames: int | None = None
     tokens_per_frame: int | None = None
     text_tokens: int = 64
+    text_layers: int | None = None
     device: str = "auto"
     dtype: str = "auto"
     repeats: int = 3
@@ -110,6 +111,12 @@ class SpeedBench:
 
             if cfg.arch not in ARCHITECTURES:
                 raise ConfigError(f"unknown architecture {cfg.arch!r}; valid names: {', '.join(sorted(ARCHITECTURES))}")
+            if cfg.text_layers is not None:
+                from adatp.bench.arch import arch_config
+
+                arch_config(cfg.arch, text_layers=cfg.text_layers)  # the range check, before any weight exists
+        elif cfg.text_layers is not None:
+            raise ConfigError("--text-layers cuts a real-size architecture: give it with --arch")
         elif cfg.model_dir is not None and not (Path(cfg.model_dir) / "config.json").is_file():
             raise ConfigError(f"no model found at {cfg.model_dir}: expected a directory with config.json")
         self.model = None
@@ -127,7 +134,8 @@ class SpeedBench:
         cfg = self.cfg
         if cfg.arch is not None:
             step(f"building {cfg.arch} (random weights, meta + cheap init)")
-            subject = load_arch(cfg.arch, cfg.frames, cfg.tokens_per_frame, cfg.text_tokens, self.device, self.dtype)
+            subject = load_arch(cfg.arch, cfg.frames, cfg.tokens_per_frame, cfg.text_tokens, self.device, self.dtype,
+                                cfg.text_layers)
         else:
             subject = load_dir(cfg.model_dir, cfg.frames, cfg.tokens_per_frame, self.device, self.dtype, step)
         self.model, self.inputs, self.frames = subject.model, subject.inputs, subject.frames

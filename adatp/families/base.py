@@ -103,6 +103,11 @@ class ModelAdapter(ABC):
         lm = self.language_model()
         return list(lm.layers[: lm.config.num_hidden_layers])
 
+    def layer_attention(self, index: int) -> str:
+        """The token mixer of decoder layer ``index``: ``full_attention`` (softmax attention) here;
+        hybrid stacks also have ``linear_attention`` layers (Qwen3.5), scored by their own q/k."""
+        return "full_attention"
+
     def frame_feature_module(self) -> nn.Module | None:
         """A module whose first positional input is the video's patch features (T, P, d_v), or
         None when the global feature is read from the projected tokens (``token_mean``)."""
@@ -160,10 +165,14 @@ class ModelAdapter(ABC):
         layer_types = getattr(text, "layer_types", None) or []
         if getattr(text, "use_sliding_window", False) or "sliding_attention" in layer_types:
             raise UnsupportedModelError("sliding-window attention layers are not supported: their cache drops tokens by position")
-        for layer in self.decoder_layers():
-            attn = getattr(layer, "self_attn", None)
-            if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
-                raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling{hint}")
+        for index, layer in enumerate(self.decoder_layers()):
+            self.check_decoder_layer(index, layer, hint)
+
+    def check_decoder_layer(self, index: int, layer: nn.Module, hint: str = "") -> None:
+        """Raise UnsupportedModelError when decoder layer ``index`` lacks what scoring reads."""
+        attn = getattr(layer, "self_attn", None)
+        if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "head_dim", "scaling")):
+            raise UnsupportedModelError(f"decoder layer {type(layer).__name__} has no q_proj/k_proj/head_dim/scaling{hint}")
 
     @abstractmethod
     def vision_dims(self, patch_grid: tuple[int, int] | None = None) -> VisionDims:

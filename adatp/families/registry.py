@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from adatp.families.base import ModelAdapter
     from adatp.families.processing import VideoProcessor
 
-#: config ``model_type`` -> family package under ``adatp/families``.
+#: config ``model_type`` -> family package under ``adatp/families`` (or a module of one: a variant
+#: that lives in its base's folder, as Qwen3.5-MoE in ``qwen3_5``).
 FAMILIES: dict[str, str] = {
     "llava_onevision": "llava_onevision",
     "qwen2_vl": "qwen2_vl",
@@ -31,6 +32,7 @@ FAMILIES: dict[str, str] = {
     "internvl": "internvl",
     "glm4v": "glm4v",
     "glm46v": "glm46v",
+    "qwen3_5": "qwen3_5", "qwen3_5_moe": "qwen3_5.moe",
 }
 
 
@@ -103,7 +105,7 @@ def architecture_files() -> dict[str, str]:
     """Shipped architecture name -> its config file, ``<family>/configs/<name>.json``, for every family."""
     root = resources.files("adatp.families")
     found = {}
-    for package in sorted(set(FAMILIES.values())):
+    for package in sorted({name.split(".")[0] for name in FAMILIES.values()}):
         folder = root.joinpath(package, "configs")
         if folder.is_dir():
             for entry in folder.iterdir():

@@ -501,10 +501,12 @@ class PruningRuntime:
             hidden = hidden.clone()  # never write into a tensor the caller (or generate) still holds
             hidden[0, rows[torch.searchsorted(alive, kept)]] = values
         # Per-group counts and merge totals need host syncs: the report fills them after the forward.
+        scored = None if scores is None else (plan.layer if plan.score_layer is None else plan.score_layer)
         state.stages.append(
             StageReport(
                 plan.layer, plan.retention, plan.budget, int(kept.shape[0]), None, kept,
-                merge_into=selection.merge_into, merge_weights=selection.weights,
+                merge_into=selection.merge_into, merge_weights=selection.weights, scored_layer=scored,
+                scored_attention=None if scored is None else self.adapter.layer_attention(scored),
             )
         )
         if kept.shape[0] == alive.shape[0]:

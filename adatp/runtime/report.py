@@ -23,6 +23,8 @@ class StageReport:
     merged: int = 0  # dropped tokens averaged into kept ones (merging methods)
     merge_into: torch.Tensor | None = field(default=None, repr=False)  # (n,) slot per alive token, -1 dropped
     merge_weights: torch.Tensor | None = field(default=None, repr=False)  # (n,) weights of the average
+    scored_layer: int | None = None  # decoder layer whose q/k gave the scores (None: not attention-scored)
+    scored_attention: str | None = None  # that layer's token mixer: full_attention or linear_attention
 
     def to_dict(self, with_indices: bool = False) -> dict[str, Any]:
         d = {
@@ -33,6 +35,8 @@ class StageReport:
             "kept_per_segment": self.kept_per_segment,
             "merged": self.merged,
         }
+        if self.scored_layer is not None:
+            d["scored_layer"], d["scored_attention"] = self.scored_layer, self.scored_attention
         if with_indices:
             d["kept_indices"] = self.kept_indices.tolist()
         return d
@@ -148,7 +152,10 @@ class PruneReport:
         ]
         for s in self.stages:
             seg = f"  per segment {s.kept_per_segment}" if s.kept_per_segment is not None else ""
-            lines.append(f"  layer {s.layer:>2}: keep {s.kept:>6} ({s.kept / self.num_visual:6.1%}){seg}")
+            scored = ""
+            if s.scored_layer is not None and (s.scored_layer != s.layer or s.scored_attention != "full_attention"):
+                scored = f"  scored by layer {s.scored_layer} ({s.scored_attention})"
+            lines.append(f"  layer {s.layer:>2}: keep {s.kept:>6} ({s.kept / self.num_visual:6.1%}){seg}{scored}")
         f = self.flops
         lines.append(
             f"  FLOPs vs vanilla: visual {f.visual_ratio:.3f}, full LLM {f.full_ratio:.3f} "

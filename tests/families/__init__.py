@@ -22,12 +22,20 @@ FAMILIES = [
     ("qwen3-vl", "qwen3-vl-8b-instruct", {"text_layers": 6}),
     ("internvl3.5", "internvl3_5-8b-hf", {"text_layers": 6}),
     ("glm-4.6v", "glm-4.6v-flash", {"text_layers": 6}),
+    # Qwen3.5: layers 0-2 and 4-5 Gated DeltaNet (linear attention), layer 3 full attention.
+    ("qwen3.5", "qwen3.5-27b", {"text_layers": 6}),
+    ("qwen3.5-moe", "qwen3.5-35b-a3b", {"text_layers": 6}),
 ]
 FAMILY_IDS = [f[0] for f in FAMILIES]
+#: families with linear-attention layers, and the schedule their table tests run (a stage at a
+#: linear layer, 2, and one at the full-attention layer, 3).
+HYBRID_SCHEDULE = {"qwen3.5": [(0, 0.5), (2, 0.3), (3, 0.15)], "qwen3.5-moe": [(0, 0.5), (2, 0.3), (3, 0.15)]}
 QWEN_IDS = [i for i in FAMILY_IDS if i.startswith("qwen")]
 #: families whose positions are M-RoPE ids from the model's get_rope_index (no compact positions)
 MROPE_IDS = [*QWEN_IDS, "glm-4.6v"]
 _BY_ID = {f[0]: f for f in FAMILIES}
+#: families whose grids come with a timestamp each (Qwen3-VL's layout; Qwen3.5 uses the same processor).
+TIMESTAMPED = ("qwen3_vl", "qwen3_5", "qwen3_5_moe")
 #: Qwen-VL tiny frames: 8 x 8 patches, merged 2 x 2 -> a 4 x 4 grid of 16 tokens per temporal grid.
 PATCHES = 8
 
@@ -112,7 +120,7 @@ def make_inputs(
             parts += [torch.tensor([[cfg.image_start_token_id]]), torch.full((1, per_grid), pad),
                       torch.tensor([[cfg.image_end_token_id]]), _ids(1 + t % 2, g)]
         parts.append(torch.tensor([[cfg.video_end_token_id]]))
-    elif cfg.model_type == "qwen3_vl":
+    elif cfg.model_type in TIMESTAMPED:
         start, end = cfg.vision_start_token_id, cfg.vision_end_token_id
         for t in range(grids):
             parts += [_ids(3 + t % 2, g), torch.tensor([[start]]), torch.full((1, per_grid), pad), torch.tensor([[end]])]

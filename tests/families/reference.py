@@ -9,6 +9,8 @@ Qwen3-VL's deepstack levels are added after their layers to the alive visual tok
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from transformers import DynamicCache
 
@@ -54,8 +56,11 @@ def prompt_features(model, inputs):
 
 
 @torch.no_grad()
-def reference_generate(model, inputs, kept_per_stage, steps, decode="generate", compact=False):
+def reference_generate(model, inputs, kept_per_stage, steps, decode="generate", compact=False, caches=None):
     """Greedy decode; returns (tokens, list of (vocab,) logits: prefill's last, then each step).
+
+    ``caches``: a list that receives the cache right after the prefill (a deep copy: KV of
+    attention layers, conv and recurrent states of linear-attention layers).
 
     kept_per_stage: (layer, kept visual indices) pairs, or (layer, kept, merge_into, weights) for
         merging stages: before layer ``layer`` each kept token becomes the weighted mean of the alive
@@ -108,6 +113,8 @@ def reference_generate(model, inputs, kept_per_stage, steps, decode="generate", 
             hidden = hidden.clone()
             hidden[0, rows] = hidden[0, rows] + deepstack[i][kept_per_layer[i]]
         prev = alive
+    if caches is not None:
+        caches.append(copy.deepcopy(cache))
     logits = [model.lm_head(lm.norm(hidden[:, -1]))[0]]
     tokens = [int(logits[-1].argmax())]
     for step in range(steps - 1):

@@ -8,7 +8,7 @@ import torch
 import adatp
 from adatp.errors import InputError
 
-from . import FAMILY_IDS, MROPE_IDS, family_model, make_inputs, video_token_id
+from . import FAMILY_IDS, HYBRID_SCHEDULE, MROPE_IDS, family_model, make_inputs, video_token_id
 from .reference import reference_generate
 
 STEPS = 20
@@ -76,6 +76,55 @@ def test_decode_loop_without_positions_continues_where_the_unpruned_model_would(
     ref_tokens, ref_logits = reference_generate(model, inputs, kept, 6, decode="loop")
     assert [int(lg.argmax()) for lg in logits] == ref_tokens
     assert _max_diff(logits, ref_logits) <= 1e-5
+
+
+@pytest.mark.parametrize("fid", sorted(HYBRID_SCHEDULE))
+def test_linear_attention_states_are_those_of_the_tokens_each_layer_saw(fid):
+    """After a pruned prefill, every Gated DeltaNet layer's convolution state (its last w inputs) and
+    recurrent state equal those of the per-layer reference, which runs each layer on exactly the
+    tokens alive at it; and the recurrent states differ from the unpruned prefill's (the test can
+    tell them apart)."""
+    model = family_model(fid)
+    inputs = make_inputs(model)
+    kinds = model.config.text_config.layer_types
+    with torch.no_grad():
+        full = model(**inputs, use_cache=True).past_key_values
+    with adatp.prune(model, "adatp", schedule=HYBRID_SCHEDULE[fid]) as handle, torch.no_grad():
+        pruned = model(**inputs, use_cache=True).past_key_values
+        kept = [(s.layer, s.kept_indices) for s in handle.last_report.stages]
+    caches = []
+    reference_generate(model, inputs, kept, 1, caches=caches)
+    linear = [i for i, kind in enumerate(kinds) if kind == "linear_attention"]
+    assert linear and any(kind == "full_attention" for kind in kinds)
+    for i in linear:
+        for get in ("get_conv_state", "get_recurrent_state"):
+            got, want, unpruned = (getattr(c, get)(i) for c in (pruned, caches[0], full))
+            assert got is not None and got.shape == want.shape
+            assert torch.allclose(got, want, atol=1e-6, rtol=1e-5), (i, get, (got - want).abs().max())
+            if get == "get_recurrent_state":  # it integrates every token (the conv state holds the last w, text)
+                assert not torch.allclose(got, unpruned, atol=1e-4), (i, get)
+    for i, kind in enumerate(kinds):  # attention layers: KV of the tokens each layer saw
+        if kind == "full_attention":
+            assert pruned.layers[i].keys.shape == caches[0].layers[i].keys.shape
+            assert torch.allclose(pruned.layers[i].keys, caches[0].layers[i].keys, atol=1e-6)
+
+
+@pytest.mark.parametrize("fid", sorted(HYBRID_SCHEDULE))
+def test_hybrid_cache_misuse_is_refused_with_one_line(fid):
+    """What cannot decode with uneven per-layer lengths is refused before any layer runs: transformers'
+    static hybrid cache, and a cache that already holds tokens (its length is read from the first
+    full-attention layer; a linear layer's states cannot be rolled back)."""
+    model = family_model(fid)
+    inputs = make_inputs(model)
+    with adatp.prune(model, "adatp", retention=0.2):
+        with pytest.raises(InputError, match="StaticCache") as info:
+            model.generate(**inputs, max_new_tokens=2, cache_implementation="static")
+        assert "\n" not in str(info.value)
+        with torch.no_grad():
+            used = model(input_ids=inputs["input_ids"][:, :3], use_cache=True).past_key_values
+        with pytest.raises(InputError, match="already holds tokens") as info:
+            model(**inputs, past_key_values=used, use_cache=True)
+        assert "\n" not in str(info.value)
 
 
 def test_remove_restores_outputs_weights_and_hooks_bit_for_bit(family):
@@ -154,7 +203,9 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
 
     from .reference import prompt_features, video_positions
 
-    _, model, inputs = family
+    fid, model, inputs = family
+    schedule = HYBRID_SCHEDULE.get(fid, PRUNED_SCHEDULE)
+    stage_layers = [k for k, _ in schedule]
     lm = model.model.language_model
     calls = []
     original = AdaTPPlan.select  # AdaTP's per-prompt plan chooses the tokens
@@ -172,14 +223,18 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
             layer_inputs[k] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
         return hook
 
-    handles = [lm.layers[k].register_forward_pre_hook(capture(k), with_kwargs=True, prepend=True) for k in (2, 4)]
+    handles = [lm.layers[k].register_forward_pre_hook(capture(k), with_kwargs=True, prepend=True) for k in stage_layers[1:]]
     try:
-        with adatp.prune(model, "adatp", schedule=PRUNED_SCHEDULE), torch.no_grad():
+        with adatp.prune(model, "adatp", schedule=schedule) as handle, torch.no_grad():
             model(**inputs)
     finally:
         for h in handles:
             h.remove()
-    assert [c[0] for c in calls] == [0, 2, 4]
+    assert [c[0] for c in calls] == stage_layers
+    kinds = [getattr(model.config.text_config, "layer_types", None) or ["full_attention"] * len(lm.layers)][0]
+    assert [(s.scored_layer, s.scored_attention) for s in handle.last_report.stages[1:]] == [
+        (k, kinds[k]) for k in stage_layers[1:]
+    ]
 
     ids = inputs["input_ids"]
     _, positions, _, _ = prompt_features(model, inputs)
@@ -197,6 +252,12 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
         assert hidden.shape[1] == seq.numel()
         layer = lm.layers[layer_index]
         n = seq.numel()
+        rows = seq > last_video
+        cols = torch.searchsorted(seq, vis[alive])
+        if kinds[layer_index] == "linear_attention":
+            expected = _linear_attention_map(layer, hidden, monkeypatch)[:, rows][:, :, cols].mean(dim=(0, 1))
+            assert scores is not None and torch.allclose(scores, expected, atol=1e-6, rtol=1e-4), (scores - expected).abs().max()
+            continue
         causal = torch.full((n, n), torch.finfo(hidden.dtype).min).triu(1)[None, None]
         model.set_attn_implementation("eager")
         try:
@@ -209,11 +270,35 @@ def test_scores_reaching_select_equal_the_eager_attention_of_that_layer(family, 
                 )
         finally:
             model.set_attn_implementation("sdpa")
-        rows = seq > last_video
-        cols = torch.searchsorted(seq, vis[alive])
         expected = weights[0][:, rows][:, :, cols].float().mean(dim=(0, 1))
         assert scores is not None and scores.shape == expected.shape
         assert torch.allclose(scores, expected, atol=1e-6, rtol=1e-4), (scores - expected).abs().max()
+
+
+def _linear_attention_map(layer, hidden, monkeypatch):
+    """(H, n, n) softmax(q k^T / sqrt(d_k)), causal, of the queries and keys a Gated DeltaNet layer
+    hands its delta-rule kernel: the layer's own forward on ``hidden`` (no cache), with the kernel
+    wrapped to catch them; L2-normalised as the kernel does (``use_qk_l2norm_in_kernel``)."""
+    import sys
+
+    module = sys.modules[type(layer.linear_attn).__module__]
+    caught = {}
+    original = module.torch_chunk_gated_delta_rule
+
+    def catch(query, key, *args, **kwargs):
+        caught["q"], caught["k"] = query.detach().clone(), key.detach().clone()
+        return original(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(module, "torch_chunk_gated_delta_rule", catch)
+    with torch.no_grad():
+        layer.linear_attn(layer.input_layernorm(hidden))
+    monkeypatch.setattr(module, "torch_chunk_gated_delta_rule", original)
+    # The kernel's normalisation x / sqrt(|x|^2 + 1e-6) (transformers' l2norm, aligned with FLA's).
+    q, k = (caught[x][0].float() / (caught[x][0].float().pow(2).sum(-1, keepdim=True) + 1e-6).sqrt() for x in "qk")
+    q, k = q.transpose(0, 1), k.transpose(0, 1)  # (H, n, d_k)
+    n = q.shape[1]
+    logits = q @ k.transpose(1, 2) / q.shape[-1] ** 0.5
+    return logits.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
 
 
 def test_eager_attention_is_refused_with_one_line(family):

@@ -10,7 +10,7 @@ import adatp
 from adatp.errors import ConfigError
 from adatp.methods.base import available_methods
 from adatp.ops.budgets import tokens_for_retention
-from adatp.ops.flops import DecoderDims, decoder_flops
+from adatp.ops.flops import DecoderDims, LinearAttentionDims, MoeDims, decoder_flops
 
 from . import FAMILY_IDS, MROPE_IDS, family_model, make_inputs
 from .reference import reference_generate
@@ -24,7 +24,16 @@ STEPS = 4
 def _dims_from_config(model) -> DecoderDims:
     t = model.config.text_config
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-    return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
+    if "linear_attention" not in (getattr(t, "layer_types", None) or ()):
+        return DecoderDims(t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim)
+    # Qwen3.5: gated attention with H d_h != D, Gated DeltaNet layers, and a sparse MoE MLP (qwen3_5_moe).
+    linear = LinearAttentionDims(t.linear_num_key_heads, t.linear_num_value_heads, t.linear_key_head_dim,
+                                 t.linear_value_head_dim, t.linear_conv_kernel_dim)
+    moe = (MoeDims(t.num_experts, t.num_experts_per_tok, t.moe_intermediate_size, t.shared_expert_intermediate_size)
+           if hasattr(t, "num_experts") else None)
+    return DecoderDims(t.hidden_size, 0 if moe else t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads,
+                       head_dim, num_heads=t.num_attention_heads, attention_gate=True, layer_types=tuple(t.layer_types),
+                       linear=linear, moe=moe)
 
 
 @pytest.mark.parametrize("method", PRUNING)

@@ -13,8 +13,9 @@ from adatp.families import FAMILIES, family, get_adapter, processor_for, support
 from adatp.families import registry
 
 ROOT = Path(adatp.__file__).parent
-#: kept re-exports of the former layout, and the registry itself
-ALLOWED = {"families", "adapters", "video/qwen_preprocess.py"}
+#: kept re-exports of the former layout, and the registry itself; and the vLLM plug-in's model classes,
+#: subclasses of vLLM's own Qwen-VL classes that read vLLM's video-input fields (vLLM's names, not adatp's)
+ALLOWED = {"families", "adapters", "video/qwen_preprocess.py", "integrations/vllm/models.py"}
 INPUT_KEYS = {"pixel_values", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "mm_token_type_ids",
               "image_grid_thw"}
 

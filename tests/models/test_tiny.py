@@ -260,7 +260,8 @@ def test_build_tiny_every_architecture_loads_with_auto_class(tmp_path, name):
     # the family structure is kept: M-RoPE proportions, temporal patch, merge size, patch size
     assert (v.temporal_patch_size, v.spatial_merge_size, v.patch_size) == (rv.temporal_patch_size, rv.spatial_merge_size, rv.patch_size)
     tiny_sec, real_sec = cfg.text_config.rope_parameters["mrope_section"], real.text_config.rope_parameters["mrope_section"]
-    assert [s / sum(tiny_sec) for s in tiny_sec] == pytest.approx([s / sum(real_sec) for s in real_sec])
+    # within one frequency of the real proportions (Qwen3.5's 11:11:10 of 32 cannot be exact in 8: 3:3:2)
+    assert [s / sum(tiny_sec) for s in tiny_sec] == pytest.approx([s / sum(real_sec) for s in real_sec], abs=1 / sum(tiny_sec))
     text = cfg.text_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     assert sum(tiny_sec) * 2 == head_dim * text.rope_parameters.get("partial_rotary_factor", 1.0)  # GLM: half rotary

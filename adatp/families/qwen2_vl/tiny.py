@@ -25,6 +25,8 @@ class Qwen2VLTiny:
         text_layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, head_dim=None, mrope_section=[2, 3, 3],
         vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=128,
     )
+    #: sizes that are not positive integers (None: the default, or a width the family has not got).
+    UNCHECKED_SIZES: ClassVar[tuple[str, ...]] = ("head_dim", "mrope_section")
     SPECIAL_TOKENS: ClassVar[tuple[str, ...]] = QWEN_VL_SPECIAL_TOKENS
     CHAT_TEMPLATE: ClassVar[str] = QWEN2_VL_CHAT_TEMPLATE
     #: the real checkpoints' preprocessing (their preprocessor_config.json / video_preprocessor_config.json).
@@ -44,7 +46,7 @@ class Qwen2VLTiny:
         if unknown:
             raise ConfigError(f"unknown tiny size(s) {unknown}; valid: {sorted(cls.SIZES)}")
         s = dict(cls.SIZES, **sizes)
-        ints = {k: v for k, v in s.items() if k not in ("head_dim", "mrope_section")}
+        ints = {k: v for k, v in s.items() if k not in cls.UNCHECKED_SIZES}
         bad = {k: v for k, v in ints.items() if not isinstance(v, int) or v < 1}
         if bad:
             raise ConfigError(f"tiny model sizes must be positive integers, got {bad}")
@@ -53,8 +55,9 @@ class Qwen2VLTiny:
             raise ConfigError(f"hidden={s['hidden']} must be a multiple of heads={s['heads']}")
         if s["heads"] % s["kv_heads"]:
             raise ConfigError(f"heads={s['heads']} must be a multiple of kv_heads={s['kv_heads']} (grouped-query attention)")
-        if sum(s["mrope_section"]) * 2 != head_dim:
-            raise ConfigError(f"mrope_section {s['mrope_section']} must sum to head_dim / 2 = {head_dim // 2}")
+        rotary = int(head_dim * data.get("text_config", {}).get("rope_parameters", {}).get("partial_rotary_factor", 1.0))
+        if sum(s["mrope_section"]) * 2 != rotary:
+            raise ConfigError(f"mrope_section {s['mrope_section']} must sum to the rotary dims / 2 = {rotary // 2}")
         if s["vision_hidden"] % s["vision_heads"]:
             raise ConfigError(f"vision_hidden={s['vision_hidden']} must be a multiple of vision_heads={s['vision_heads']}")
         text = dict(
