@@ -156,8 +156,9 @@ def test_speed_cli_end_to_end_writes_json_and_png(tiny_model_dir, tmp_path, caps
     [
         (["--methods", "none,magic"], "unknown method 'magic'"),
         (["--arch", "llava-13b"], "unknown architecture 'llava-13b'"),
-        (["--flops-ratios", "0"], "outside (0, 1]"),
-        (["--flops-ratios", "1.5"], "outside (0, 1]"),
+        (["--flops-ratios", "0"], "--flops-ratios must be in (0, 1]"),
+        (["--flops-ratios", "1.5"], "--flops-ratios must be in (0, 1]"),
+        (["--flops-ratios", "nan"], "--flops-ratios must be a finite number"),
         (["--repeats", "0"], "--repeats"),
         (["--model", "/nonexistent/model"], "no model found"),
     ],
