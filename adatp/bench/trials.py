@@ -47,14 +47,14 @@ def parse_list(text: str | None, name: str) -> list[str]:
 
 def parse_ratios(text: str) -> list[float]:
     out = []
-    from adatp.ops.schedule import check_fraction
-
     for item in parse_list(text, "--flops-ratios"):
+        from adatp.ops.schedule import check_fraction
+
         try:
             value = float(item)
         except ValueError:
             raise ConfigError(f"--flops-ratios must be comma-separated numbers, got {item!r}") from None
-        out.append(check_fraction("--flops-ratios", value))  # the cost-target check, named as this option
+        out.append(check_fraction("--flops-ratios", value))  # the cost target's one check (NaN, inf included)
     return out
 
 

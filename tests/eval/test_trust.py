@@ -418,3 +418,10 @@ def test_the_answer_is_the_best_option_letter_not_the_best_token(tiny_model_dir,
     row = answer_item(model, inputs, RunSpec("none"), letters, 3)
     assert row["predicted"] == int(logits[letters[:3]].argmax())
     assert row["option_logits"] == pytest.approx(logits[letters[:3]].tolist(), abs=1e-3)
+
+
+def test_warnings_print_user_text_as_written(capsys):
+    from adatp.cli import _show_warning
+
+    _show_warning(UserWarning("out/[bold]m[/bold]/weird[/]id.jsonl: torn last line"), UserWarning, "f.py", 1)
+    assert "out/[bold]m[/bold]/weird[/]id.jsonl: torn last line" in capsys.readouterr().err
