@@ -219,7 +219,28 @@ def test_arch_inputs_follow_the_config_grid():
     assert qwen.to_dict() == arch_config("qwen2.5-vl-7b-instruct").to_dict()
 
 
-def _tiny_arch_config(name: str, tokens_per_frame: int | None = None):
+def test_text_layers_keep_the_real_sizes_and_layer_pattern():
+    """--text-layers N: the first N decoder layers of the shipped config, every size and the layer
+    pattern unchanged (Qwen3.5-27B: three linear-attention layers, then a full-attention one)."""
+    from adatp.bench.arch import arch_config
+
+    full = arch_config("qwen3.5-27b").text_config
+    cut = arch_config("qwen3.5-27b", text_layers=4).text_config
+    assert cut.num_hidden_layers == 4 and cut.layer_types == full.layer_types[:4] == ["linear_attention"] * 3 + ["full_attention"]
+    assert (cut.hidden_size, cut.intermediate_size, cut.head_dim) == (full.hidden_size, full.intermediate_size, full.head_dim)
+    assert arch_config("qwen2.5-vl-7b-instruct", text_layers=2).text_config.num_hidden_layers == 2
+    for bad in (0, 65, True):
+        with pytest.raises(ConfigError, match="text-layers") as info:
+            arch_config("qwen3.5-27b", text_layers=bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="--arch"):
+        SpeedBench(BenchConfig(["adatp"], [0.5], text_layers=2))
+    with pytest.raises(ConfigError, match="linear") as info:  # it builds one Qwen2 softmax-attention layer
+        scoring_memory("qwen3.5-27b", frames=1, tokens_per_frame=4, text_tokens=4)
+    assert "\n" not in str(info.value)
+
+
+def _tiny_arch_config(name: str, tokens_per_frame: int | None = None, text_layers: int | None = None):
     """The shipped config of ``name`` with its sizes shrunk: the real ones do not fit a test."""
     from adatp.models.tiny import architecture_model_type, tiny_llava_onevision_config, tiny_qwen_vl_config
 
@@ -286,7 +307,8 @@ def test_encode_once_runs_the_tower_once_and_changes_no_logit(arch, monkeypatch)
             result = shared.trial(spec)
             assert result["vision_s"] > shared._tower_s > 0 and result["ttft_s"] > result["vision_s"]
         assert shared.tower_calls == {"computed": 1, "reused": 4}
-        inside = shared.model.config.model_type != "llava_onevision"  # Qwen-VL: the merger is in the tower
+        # Qwen-VL and GLM: the merger is in the tower; LLaVA and InternVL project after it
+        inside = shared.model.config.model_type not in ("llava_onevision", "internvl")
         assert ("merger" in shared.vision_note()) == inside and "once" in shared.vision_note()
     finally:
         plain.close()
