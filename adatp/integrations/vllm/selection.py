@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from adatp.adapters.base import VideoLayout, VideoSpan
+from adatp.families.base import VideoLayout, VideoSpan
 from adatp.errors import ConfigError
 from adatp.methods.base import PrefillContext, PruningMethod, Selection, build_method, parse_method_spec
 from adatp.ops.flops import DecoderDims
