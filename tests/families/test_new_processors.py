@@ -3,7 +3,8 @@ profile (no torchvision): the prompt text comes from the HF processors' ``replac
 on an instance built without ``__init__``, which would need the video processor), GLM's frame size from
 transformers' ``smart_resize`` and its patch order from ``Glm4vVideoProcessor.patchify``. The resize
 and the fused rescale/normalise are the Qwen-VL path, compared with the torchvision processors in
-``tests/test_qwen_processor_fixture.py``; the full HF video processors were not run (docs/families.md)."""
+``tests/test_qwen_processor_fixture.py``; the full HF processors, recorded with torchvision, are compared
+in ``tests/test_family_processor_fixture.py`` (docs/families.md)."""
 
 from __future__ import annotations
 
