@@ -156,8 +156,7 @@ def prompt_length(model_dir_or_tokenizer: ModelRef, question: str, num_frames: i
     count = processor.video_token_count(config, num_frames)
     if count is None:
         return None
-    prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, processor.placeholder)
-    text_tokens = len(tokenizer(processor.text_without_video(prompt), add_special_tokens=False)["input_ids"])
+    text_tokens = processor.text_tokens(model_dir, tokenizer, question, system_prompt)
     return check_context(config, num_frames, text_tokens, count, new_tokens, per_frame=processor.tokens_per_frame(config))
 
 

@@ -149,6 +149,12 @@ class VideoProcessor:
         return prompt.replace(cls.placeholder, "")
 
     @classmethod
+    def text_tokens(cls, model_dir: Path, tokenizer: Any, question: str, system_prompt: str | None) -> int:
+        """Tokens of the rendered prompt without its video: what a prompt of any video adds to it."""
+        prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, cls.placeholder)
+        return len(tokenizer(cls.text_without_video(prompt), add_special_tokens=False)["input_ids"])
+
+    @classmethod
     def build_inputs(cls, model_dir: Path, config: Any, tokenizer: Any, video: np.ndarray, question: str,
                      system_prompt: str | None, fps: float | None):
         """``adatp.prepare_inputs`` for this family: a BatchFeature the model's forward takes."""

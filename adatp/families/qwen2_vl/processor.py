@@ -84,10 +84,9 @@ class Qwen2VLProcessor(VideoProcessor):
         settings = load_qwen_settings(model_dir, config, cls)
         grids = -(-num_frames // settings.temporal_patch_size)
         markers = cls.expand_video(cls.pad_token, grids, 0, cls.grid_times(num_frames, settings.fps, settings.temporal_patch_size))
-        prompt = render(tokenizer, load_chat_template(model_dir, tokenizer), question, system_prompt, cls.placeholder)
-        text = tokenizer(cls.text_without_video(prompt), add_special_tokens=False)["input_ids"]
         marks = tokenizer(markers, add_special_tokens=False, verbose=False)["input_ids"] if markers else []
-        return len(text), len(marks) + cls.tokens_for_video(model_dir, config, num_frames, height, width)
+        text = cls.text_tokens(model_dir, tokenizer, question, system_prompt)
+        return text, len(marks) + cls.tokens_for_video(model_dir, config, num_frames, height, width)
 
     @classmethod
     def grid_times(cls, num_frames: int, fps: float, temporal: int) -> list[float]:
